@@ -1,0 +1,124 @@
+"""Fixtures shared by every test in the repository.
+
+The autouse ``no_leaks`` fixture fails a test that leaves behind a thread or a
+descendant process (including zombies) that was not there before it started:
+Ori promises that nothing outlives its owner, and this is how we hold it to that.
+Long-lived helpers that multiprocessing itself keeps for the whole session (the
+resource tracker, the forkserver) are not counted, but their children are.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent
+
+# Worker processes started with spawn or forkserver import the functions they run
+# by module name. Test helpers that run in workers live in uniquely named modules
+# (``<package>_workers.py``) inside each tests/ folder; putting those folders on
+# sys.path here, before any forkserver starts, makes them importable everywhere.
+for _tests_dir in [*sorted(ROOT.glob("packages/*/tests")), ROOT / "tests"]:
+    if str(_tests_dir) not in sys.path:
+        sys.path.insert(0, str(_tests_dir))
+LEAK_GRACE_SECONDS = 10.0
+
+
+def _parent_map() -> dict[int, int]:
+    """pid -> ppid for every process visible in /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name may contain spaces and parentheses: split after the last ')'.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        parents[int(entry.name)] = int(fields[1])
+    return parents
+
+
+def _multiprocessing_helpers() -> set[int]:
+    """Pids of the session-long helper processes multiprocessing keeps."""
+    helpers: set[int] = set()
+    try:
+        from multiprocessing import resource_tracker
+
+        pid = getattr(resource_tracker._resource_tracker, "_pid", None)
+        if pid:
+            helpers.add(pid)
+    except Exception:
+        pass
+    try:
+        from multiprocessing import forkserver
+
+        pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+        if pid:
+            helpers.add(pid)
+    except Exception:
+        pass
+    return helpers
+
+
+def descendant_pids() -> set[int]:
+    """Every live or zombie descendant of this process, minus multiprocessing's helpers."""
+    if not Path("/proc/self/stat").exists():  # not Linux: fall back to direct children
+        return {p.pid for p in multiprocessing.active_children() if p.pid is not None}
+    parents = _parent_map()
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parents.items():
+        children.setdefault(ppid, []).append(pid)
+    found: set[int] = set()
+    stack = [os.getpid()]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found - _multiprocessing_helpers()
+
+
+def _describe_pid(pid: int) -> str:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return str(pid)
+    return f"{pid} [{state}] {cmd.strip()[:120]}"
+
+
+def leftovers(
+    threads_before: set[threading.Thread], pids_before: set[int], grace: float
+) -> tuple[list[threading.Thread], set[int]]:
+    """Threads and processes started since the snapshot that are still there after *grace*."""
+    deadline = time.monotonic() + grace
+    while True:
+        threads = [t for t in threading.enumerate() if t not in threads_before and t.is_alive()]
+        # Reap our own exited children so that a joined child is not seen as a zombie.
+        multiprocessing.active_children()
+        pids = descendant_pids() - pids_before
+        if (not threads and not pids) or time.monotonic() > deadline:
+            return threads, pids
+        time.sleep(0.05)
+
+
+@pytest.fixture(autouse=True)
+def no_leaks() -> Iterator[None]:
+    """Fail the test if it leaves threads or descendant processes behind."""
+    threads_before = set(threading.enumerate())
+    pids_before = descendant_pids()
+    yield
+    threads, pids = leftovers(threads_before, pids_before, LEAK_GRACE_SECONDS)
+    if threads or pids:
+        lines = [f"thread {t.name!r} (daemon={t.daemon})" for t in threads]
+        lines += [f"process {_describe_pid(p)}" for p in sorted(pids)]
+        pytest.fail("test left these behind:\n  " + "\n  ".join(lines), pytrace=False)

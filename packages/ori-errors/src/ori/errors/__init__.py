@@ -1,0 +1,61 @@
+"""The exceptions raised by every Ori package.
+
+All of them derive from :class:`OriError`, so ``except OriError`` catches anything
+Ori reports on purpose. Some also derive from the built-in exception a user would
+naturally reach for: :class:`OriValidationError` is a :class:`ValueError` and
+:class:`OriTimeoutError` is a :class:`TimeoutError`.
+
+Ori packages raise these classes and never define exceptions of their own, so this
+small package is the single place to look them up.
+"""
+
+from __future__ import annotations
+
+__all__ = (
+    "OriError",
+    "OriNoInteractiveProcessPools",
+    "OriTimeoutError",
+    "OriValidationError",
+    "OriWorkerCrashedError",
+)
+
+
+class OriError(Exception):
+    """Root of every exception Ori raises on purpose."""
+
+
+class OriValidationError(OriError, ValueError):
+    """An argument given to Ori was of the wrong type or had an unusable value.
+
+    The message names the argument, the rule it broke and what to pass instead.
+    Raised before any work starts, so nothing needs cleaning up.
+    """
+
+
+class OriNoInteractiveProcessPools(OriError):
+    """A process pool was asked to run a function it cannot send to a worker.
+
+    Worker processes started with the ``spawn`` or ``forkserver`` method import
+    the function by its module and name. Functions typed into an interactive
+    session (a REPL, ``python -c``) or defined in ``__main__`` without a file have
+    no importable home, so Ori refuses them up front instead of failing later
+    inside the pool. Move the function into a module (a ``.py`` file) and import
+    it, use a thread instead, or install the ``cloudpickle`` extra where the
+    package offers one.
+    """
+
+
+class OriTimeoutError(OriError, TimeoutError):
+    """A unit of work ran longer than the timeout it was given.
+
+    Because it is also a :class:`TimeoutError`, ``except TimeoutError`` catches it.
+    """
+
+
+class OriWorkerCrashedError(OriError):
+    """A worker process died while it was running a unit of work.
+
+    Causes include ``os._exit()``, a signal such as SIGKILL, a segmentation fault
+    in an extension module, or the operating system's out-of-memory killer. The
+    message names the work item the worker was running when it died.
+    """

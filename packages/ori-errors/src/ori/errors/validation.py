@@ -1,0 +1,169 @@
+"""Argument checks shared by the Ori packages.
+
+Every Ori package validates its arguments the same way and with the same
+wording, so the checks live here, next to the exceptions they raise. Each check
+returns the value it accepted (narrowed for type checkers) or raises
+:class:`~ori.errors.OriValidationError` / :class:`~ori.errors.OriNoInteractiveProcessPools`
+with a message that names the argument, the rule and the fix.
+
+These helpers are public so that code built on Ori can reuse them, but they are
+deliberately small: a type or value check each, nothing more.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from . import OriNoInteractiveProcessPools, OriValidationError
+
+__all__ = (
+    "check_callable",
+    "check_executor_class",
+    "check_positive_int",
+    "check_positive_number",
+    "check_process_function",
+    "describe",
+)
+
+_C = TypeVar("_C", bound=Callable[..., Any])
+
+
+def describe(value: object) -> str:
+    """A short ``repr`` of *value* with its type, for error messages."""
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} (type {type(value).__name__})"
+
+
+def check_callable(value: _C, name: str = "func") -> _C:
+    """Return *value* if it is callable, else raise OriValidationError."""
+    if not callable(value):
+        raise OriValidationError(
+            f"{name} must be a callable such as a function, got {describe(value)}; "
+            "pass the function itself, not the result of calling it"
+        )
+    return value
+
+
+def check_positive_int(value: object, name: str, *, allow_none: bool = True) -> int | None:
+    """Return *value* if it is an ``int`` >= 1 (or ``None`` when allowed).
+
+    ``bool`` is refused even though it subclasses ``int``: ``max_workers=True``
+    is always a mistake.
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        hint = "; pass None for the default" if allow_none else ""
+        raise OriValidationError(f"{name} must be a positive int, got {describe(value)}{hint}")
+    if value < 1:
+        hint = "; pass None for the default" if allow_none else ""
+        raise OriValidationError(f"{name} must be a positive int, got {value}{hint}")
+    return value
+
+
+def check_positive_number(value: object, name: str, *, allow_none: bool = True) -> float | None:
+    """Return *value* as a float if it is an int or float > 0 (or ``None`` when allowed)."""
+    if value is None and allow_none:
+        return None
+    hint = "; pass None for no limit" if allow_none else ""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise OriValidationError(
+            f"{name} must be a number of seconds greater than 0, got {describe(value)}{hint}"
+        )
+    if not value > 0 or value != value or value == float("inf"):
+        raise OriValidationError(
+            f"{name} must be a finite number of seconds greater than 0, got {value!r}{hint}"
+        )
+    return float(value)
+
+
+def check_executor_class(
+    value: object, name: str = "executor_class"
+) -> type[concurrent.futures.Executor]:
+    """Return *value* if it is a subclass of :class:`concurrent.futures.Executor`."""
+    if isinstance(value, concurrent.futures.Executor):
+        raise OriValidationError(
+            f"{name} must be an Executor class, got an instance {describe(value)}; "
+            f"pass the class itself, e.g. {name}={type(value).__name__}"
+        )
+    if not isinstance(value, type) or not issubclass(value, concurrent.futures.Executor):
+        raise OriValidationError(
+            f"{name} must be a subclass of concurrent.futures.Executor such as "
+            f"ThreadPoolExecutor or ProcessPoolExecutor, got {describe(value)}"
+        )
+    return value
+
+
+def _is_interactive_main(module_name: str) -> bool:
+    """True when *module_name* is a ``__main__`` that a worker could not re-import."""
+    if module_name != "__main__":
+        return False
+    main = sys.modules.get("__main__")
+    return main is None or getattr(main, "__file__", None) is None
+
+
+def check_process_function(
+    func: _C,
+    start_method: str | None = None,
+    *,
+    name: str = "func",
+    allow_by_value: bool = False,
+) -> _C:
+    """Check that *func* can be sent to a worker process started by *start_method*.
+
+    Functions travel to worker processes by reference: pickle records their module
+    and qualified name, and the worker imports them. That fails for lambdas,
+    functions defined inside other functions, and (unless workers are forked)
+    functions typed into an interactive session or ``python -c``. This check
+    finds those cases up front.
+
+    Args:
+        func: the function that will run in the worker.
+        start_method: the multiprocessing start method the workers use; ``None``
+            means the default of this interpreter.
+        name: the argument name used in error messages.
+        allow_by_value: ``True`` when the caller can pickle functions by value
+            (cloudpickle is available), in which case every callable is accepted.
+
+    Raises:
+        OriValidationError: *func* is a lambda or a nested function.
+        OriNoInteractiveProcessPools: *func* lives in an interactive ``__main__``
+            and the workers are not forked.
+    """
+    check_callable(func, name)
+    if allow_by_value:
+        return func
+    # get_start_method(allow_none=False) would fix the default for the whole
+    # program as a side effect; the first entry of get_all_start_methods() is
+    # the default without committing to it.
+    method = (
+        start_method
+        or multiprocessing.get_start_method(allow_none=True)
+        or multiprocessing.get_all_start_methods()[0]
+    )
+    module_name = getattr(func, "__module__", None)
+    qualname = getattr(func, "__qualname__", None)
+    if module_name is None or qualname is None:
+        # Instances with __call__, functools.partial and builtins pickle by their
+        # own rules; let pickle decide when the work is sent.
+        return func
+    if "<lambda>" in qualname or "<locals>" in qualname:
+        raise OriValidationError(
+            f"{name} {qualname!r} is a lambda or a function defined inside another "
+            "function, which cannot be sent to a worker process; define it with "
+            "'def' at the top level of a module, or use a thread pool"
+        )
+    if method != "fork" and _is_interactive_main(module_name):
+        raise OriNoInteractiveProcessPools(
+            f"{name} {qualname!r} was defined in an interactive session or 'python -c', "
+            f"so worker processes started with {method!r} cannot import it; save it in "
+            "a .py file and import it from there, use a thread pool, or use the "
+            "'fork' start method"
+        )
+    return func

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+import ori.errors
+from ori.errors import (
+    OriError,
+    OriNoInteractiveProcessPools,
+    OriTimeoutError,
+    OriValidationError,
+    OriWorkerCrashedError,
+)
+
+
+def test_all_matches_public_names() -> None:
+    public = {n for n in dir(ori.errors) if not n.startswith("_")} - {
+        "annotations",
+        "validation",
+    }
+    assert set(ori.errors.__all__) == public
+
+
+@pytest.mark.parametrize(
+    ("cls", "bases"),
+    [
+        (OriError, (Exception,)),
+        (OriValidationError, (OriError, ValueError)),
+        (OriNoInteractiveProcessPools, (OriError,)),
+        (OriTimeoutError, (OriError, TimeoutError)),
+        (OriWorkerCrashedError, (OriError,)),
+    ],
+)
+def test_hierarchy(cls: type[Exception], bases: tuple[type[Exception], ...]) -> None:
+    for base in bases:
+        assert issubclass(cls, base)
+    assert cls.__module__ == "ori.errors"
+    assert cls.__doc__
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [
+        OriError,
+        OriValidationError,
+        OriNoInteractiveProcessPools,
+        OriTimeoutError,
+        OriWorkerCrashedError,
+    ],
+)
+def test_errors_pickle_with_message(cls: type[Exception]) -> None:
+    # Errors cross process boundaries inside Ori, so they must survive pickling.
+    err = cls("what went wrong; how to fix it")
+    copy = pickle.loads(pickle.dumps(err))
+    assert type(copy) is cls
+    assert str(copy) == "what went wrong; how to fix it"
+
+
+def test_builtin_handlers_catch_ori_errors() -> None:
+    with pytest.raises(ValueError, match="bad"):
+        raise OriValidationError("bad")
+    with pytest.raises(TimeoutError, match="slow"):
+        raise OriTimeoutError("slow")

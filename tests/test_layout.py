@@ -1,0 +1,108 @@
+"""The monorepo's shape: every distribution laid out the same way, one namespace."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+LIBRARIES = sorted(p for p in (ROOT / "packages").glob("ori-*") if p.is_dir())
+META = ROOT / "packages" / "ori"
+
+
+def _project(package_dir: Path) -> dict:  # type: ignore[type-arg]
+    with (package_dir / "pyproject.toml").open("rb") as f:
+        return tomllib.load(f)["project"]  # type: ignore[no-any-return]
+
+
+def _module_name(package_dir: Path) -> str:
+    return package_dir.name.removeprefix("ori-")
+
+
+def test_expected_libraries_exist() -> None:
+    names = {p.name for p in LIBRARIES}
+    assert {"ori-errors", "ori-concurrency"} <= names
+
+
+def test_no_namespace_init_anywhere() -> None:
+    # An ori/__init__.py in any distribution turns the namespace into a regular
+    # package and hides every other Ori package installed beside it.
+    offenders = sorted(
+        str(p.relative_to(ROOT)) for p in ROOT.glob("packages/*/src/ori/__init__.py")
+    )
+    assert offenders == []
+
+
+@pytest.mark.parametrize("package_dir", LIBRARIES, ids=lambda p: p.name)
+def test_library_layout(package_dir: Path) -> None:
+    module = _module_name(package_dir)
+    src = package_dir / "src" / "ori" / module
+    assert (src / "__init__.py").is_file()
+    assert (src / "py.typed").is_file()
+    assert (package_dir / "README.md").is_file()
+    assert (package_dir / "CHANGELOG.md").is_file()
+    assert any((package_dir / "tests").glob("test_*.py")), "every package has tests"
+    project = _project(package_dir)
+    assert project["name"] == package_dir.name
+    assert project["requires-python"] == ">=3.10"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", project["version"])
+
+
+@pytest.mark.parametrize("package_dir", LIBRARIES, ids=lambda p: p.name)
+def test_library_dependencies(package_dir: Path) -> None:
+    deps = _project(package_dir).get("dependencies", [])
+    ori_deps = [d for d in deps if d.startswith("ori")]
+    if package_dir.name == "ori-errors":
+        assert deps == []
+        return
+    # Only ori-errors, with a lower bound; nothing else but typing-extensions.
+    assert ori_deps == [d for d in deps if re.match(r"ori-errors>=\d", d)]
+    assert len(ori_deps) == 1
+    others = [d for d in deps if d not in ori_deps]
+    assert all(d.startswith("typing-extensions") for d in others), others
+
+
+def test_meta_package_pins_every_library_exactly() -> None:
+    project = _project(META)
+    pins = dict(d.split("==") for d in project["dependencies"])
+    expected = {p.name: _project(p)["version"] for p in LIBRARIES}
+    assert pins == expected
+    assert not (META / "src").exists(), "the meta-package carries no code"
+    with (META / "pyproject.toml").open("rb") as f:
+        build = tomllib.load(f)["tool"]["hatch"]["build"]["targets"]["wheel"]
+    assert build["bypass-selection"] is True
+
+
+@pytest.mark.parametrize("package_dir", LIBRARIES, ids=lambda p: p.name)
+def test_public_names_match_all(package_dir: Path) -> None:
+    module = importlib.import_module(f"ori.{_module_name(package_dir)}")
+    declared = set(module.__all__)
+    for name in declared:
+        assert hasattr(module, name), f"{module.__name__}.__all__ names missing {name}"
+
+
+def test_editable_installs_share_one_namespace() -> None:
+    import ori
+
+    assert getattr(ori, "__file__", None) is None, "ori must stay a namespace package"
+    locations = {str(Path(p).resolve()) for p in ori.__path__}
+    for package_dir in LIBRARIES:
+        assert str((package_dir / "src" / "ori").resolve()) in locations
+        importlib.import_module(f"ori.{_module_name(package_dir)}")
+    assert "ori.errors" in sys.modules
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    command = "python -m pip install -q -U tox && python -m tox"
+    assert f"```bash\n{command}\n```" in readme
+    assert command in (ROOT / ".ci" / "run").read_text()
