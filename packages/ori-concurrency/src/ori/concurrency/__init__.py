@@ -1,5 +1,12 @@
 """Run a function in a background thread or process and get a Future back.
 
+:func:`run_in_background_thread` and :func:`run_in_background_process` wrap a
+function so that each call is submitted to a thread pool or a process pool and
+returns a :class:`concurrent.futures.Future` at once; :func:`run_in_background`
+does the same with any :class:`concurrent.futures.Executor` subclass. All three
+also work as decorators, with or without arguments, and return a
+:class:`BackgroundFunction`.
+
 >>> from ori.concurrency import run_in_background_thread
 >>> double = run_in_background_thread(lambda x: 2 * x)
 >>> double(21).result()

@@ -87,6 +87,13 @@ class BackgroundFunction(Generic[P, R]):
     Calling it never blocks on the function itself: the call is submitted to
     :attr:`executor` and the :class:`concurrent.futures.Future` returned at once.
     It may be called from any thread.
+
+    A wrapper stored under its function's name at the top level of a module
+    pickles by that name, like the function would.
+
+    Attributes:
+        function: the wrapped function, unchanged; call it to run in the
+            current thread.
     """
 
     __qualname__: str  # copied from the wrapped function by functools.update_wrapper
@@ -125,6 +132,14 @@ class BackgroundFunction(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> concurrent.futures.Future[R]:
         """Submit one call and return its Future without waiting for it.
 
+        Takes exactly the arguments of the wrapped function. For a process
+        executor they are pickled and sent to a worker, so they must be
+        picklable. Whatever the function returns or raises comes out of the
+        Future's ``result()``, with the exception's own type.
+
+        Returns:
+            A :class:`concurrent.futures.Future` for this call's result.
+
         Raises:
             RuntimeError: the executor was shut down with ``executor.shutdown()``
                 (after :meth:`shutdown` a fresh executor is created instead).
@@ -153,9 +168,15 @@ class BackgroundFunction(Generic[P, R]):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Shut down the executor, if one was created.
 
-        Idempotent and safe to call from any thread. With ``wait=True`` it blocks
-        until running calls finish; ``cancel_futures=True`` cancels calls that
-        have not started. A later call of the wrapper creates a new executor.
+        Idempotent and safe to call from any thread. A later call of the
+        wrapper creates a new executor, so the wrapper stays usable.
+
+        Args:
+            wait: block until calls already submitted have finished (the
+                default); ``False`` returns at once and lets them finish in the
+                background.
+            cancel_futures: cancel the calls that have not started yet; their
+                Futures report cancelled.
         """
         with self._lock:
             executor, self._executor = self._executor, None

@@ -21,7 +21,11 @@ __all__ = (
 
 
 class OriError(Exception):
-    """Root of every exception Ori raises on purpose."""
+    """Root of every exception Ori raises on purpose.
+
+    ``except OriError`` catches anything Ori reports itself. Exceptions raised
+    by your own functions are not wrapped: they reach you with their own type.
+    """
 
 
 class OriValidationError(OriError, ValueError):

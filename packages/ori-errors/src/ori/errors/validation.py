@@ -33,7 +33,15 @@ _C = TypeVar("_C", bound=Callable[..., Any])
 
 
 def describe(value: object) -> str:
-    """A short ``repr`` of *value* with its type, for error messages."""
+    """Describe *value* for an error message: a short ``repr`` and its type.
+
+    Args:
+        value: any object.
+
+    Returns:
+        The ``repr`` of *value*, cut to 60 characters, followed by its type
+        name, e.g. ``"'3' (type str)"``. Never raises.
+    """
     text = repr(value)
     if len(text) > 60:
         text = text[:57] + "..."
@@ -41,7 +49,19 @@ def describe(value: object) -> str:
 
 
 def check_callable(value: _C, name: str = "func") -> _C:
-    """Return *value* if it is callable, else raise OriValidationError."""
+    """Accept *value* only if it can be called.
+
+    Args:
+        value: the object to check.
+        name: the argument name used in the error message.
+
+    Returns:
+        *value* itself, unchanged.
+
+    Raises:
+        OriValidationError: *value* is not callable (a common cause is passing
+            ``f()`` instead of ``f``).
+    """
     if not callable(value):
         raise OriValidationError(
             f"{name} must be a callable such as a function, got {describe(value)}; "
@@ -51,10 +71,23 @@ def check_callable(value: _C, name: str = "func") -> _C:
 
 
 def check_positive_int(value: object, name: str, *, allow_none: bool = True) -> int | None:
-    """Return *value* if it is an ``int`` >= 1 (or ``None`` when allowed).
+    """Accept *value* only if it is an ``int`` of at least 1.
 
     ``bool`` is refused even though it subclasses ``int``: ``max_workers=True``
     is always a mistake.
+
+    Args:
+        value: the object to check.
+        name: the argument name used in the error message.
+        allow_none: also accept ``None`` (meaning "use the default").
+
+    Returns:
+        *value* itself, or ``None``.
+
+    Raises:
+        OriValidationError: *value* is not an ``int`` (floats, strings and
+            bools included), is less than 1, or is ``None`` while
+            *allow_none* is false.
     """
     if value is None and allow_none:
         return None
@@ -68,7 +101,21 @@ def check_positive_int(value: object, name: str, *, allow_none: bool = True) -> 
 
 
 def check_positive_number(value: object, name: str, *, allow_none: bool = True) -> float | None:
-    """Return *value* as a float if it is an int or float > 0 (or ``None`` when allowed)."""
+    """Accept *value* only if it is a finite number of seconds greater than 0.
+
+    Args:
+        value: the object to check.
+        name: the argument name used in the error message.
+        allow_none: also accept ``None`` (meaning "no limit").
+
+    Returns:
+        *value* converted to ``float``, or ``None``.
+
+    Raises:
+        OriValidationError: *value* is not an ``int`` or ``float`` (bools
+            included), is zero, negative, NaN or infinite, or is ``None``
+            while *allow_none* is false.
+    """
     if value is None and allow_none:
         return None
     hint = "; pass None for no limit" if allow_none else ""
@@ -86,7 +133,20 @@ def check_positive_number(value: object, name: str, *, allow_none: bool = True) 
 def check_executor_class(
     value: object, name: str = "executor_class"
 ) -> type[concurrent.futures.Executor]:
-    """Return *value* if it is a subclass of :class:`concurrent.futures.Executor`."""
+    """Accept *value* only if it is a :class:`concurrent.futures.Executor` subclass.
+
+    Args:
+        value: the object to check.
+        name: the argument name used in the error message.
+
+    Returns:
+        *value* itself, typed as an Executor class.
+
+    Raises:
+        OriValidationError: *value* is an executor *instance* (the message
+            shows how to pass the class), or anything that is not a subclass
+            of :class:`concurrent.futures.Executor`.
+    """
     if isinstance(value, concurrent.futures.Executor):
         raise OriValidationError(
             f"{name} must be an Executor class, got an instance {describe(value)}; "
@@ -131,8 +191,13 @@ def check_process_function(
         allow_by_value: ``True`` when the caller can pickle functions by value
             (cloudpickle is available), in which case every callable is accepted.
 
+    Returns:
+        *func* itself, unchanged.
+
     Raises:
-        OriValidationError: *func* is a lambda or a nested function.
+        OriValidationError: *func* is not callable, or is a lambda or a
+            function defined inside another function (and *allow_by_value*
+            is false).
         OriNoInteractiveProcessPools: *func* lives in an interactive ``__main__``
             and the workers are not forked.
     """
