@@ -164,6 +164,11 @@ def test_block_buffered_child_output_arrives_when_flushed(tmp_path: Path) -> Non
     gate = tmp_path / "gate"
     seen = threading.Event()
     lines: list[str] = []
+
+    def collect(line: str) -> None:
+        lines.append(line)
+        seen.set()
+
     process = run_process_in_background(
         command=py(
             """
@@ -174,7 +179,7 @@ def test_block_buffered_child_output_arrives_when_flushed(tmp_path: Path) -> Non
             """,
             str(gate),
         ),
-        stdout_function=lambda line: (lines.append(line), seen.set()),
+        stdout_function=collect,
         env=BUFFERED_ENV,
     )
     try:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import os
 import selectors
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import IO
@@ -36,6 +37,18 @@ __all__ = ("LineCallback", "OutputReader")
 LineCallback = Callable[[str], object]
 
 _CHUNK = 65536
+
+
+def _bytes_waiting(fd: int) -> int:
+    """How many bytes pipe *fd* holds now (FIONREAD), or a generous bound if unknown."""
+    try:
+        import fcntl
+        import termios
+
+        answer = fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4)
+    except (ImportError, AttributeError, OSError):
+        return 64 * _CHUNK
+    return int.from_bytes(answer, sys.byteorder, signed=True)
 
 
 class _Stream:
@@ -133,14 +146,20 @@ class OutputReader:
             self._on_done()
 
     def _drain(self, stream: _Stream) -> None:
-        """Deliver everything readable from *stream* without waiting, then finish it."""
-        while True:
+        """Deliver what the pipe holds right now, without waiting, then finish *stream*.
+
+        Only the bytes present when draining starts are read: a process that
+        keeps writing cannot keep the reader here forever.
+        """
+        budget = _bytes_waiting(stream.fd)
+        while budget > 0:
             try:
-                data = os.read(stream.fd, _CHUNK)
+                data = os.read(stream.fd, min(_CHUNK, budget))
             except BlockingIOError:
                 break
             if not data:
                 break
+            budget -= len(data)
             self._deliver(stream, data)
         self._finish(stream)
 
