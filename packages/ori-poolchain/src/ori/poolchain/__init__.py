@@ -1,0 +1,24 @@
+"""Stream an iterable through a chain of thread-pool and process-pool stages.
+
+>>> from ori.poolchain import PoolChain
+>>> chain = (
+...     PoolChain()
+...     .add_threadpool(lambda n: n * 10)
+...     .add_processpool(str, chunksize=2, max_workers=3)
+...     .add_threadpool(lambda s: s + " is a number", timeout=5)
+... )
+>>> chain.execute_eager([1, 2, 3, 4, 5])[:2]
+['10 is a number', '20 is a number']
+
+Every stage runs at the same time as the others and items move on as soon as
+they are done; the input is read only as far ahead as the stages can work, so
+memory stays flat and infinite inputs work with ``execute_lazy``.
+"""
+
+from ._chain import PoolChain as PoolChain
+from ._run import PoolChainRun as PoolChainRun
+
+__all__ = ("PoolChain", "PoolChainRun")
+
+PoolChain.__module__ = __name__
+PoolChainRun.__module__ = __name__

@@ -1,0 +1,393 @@
+"""The :class:`PoolChain` builder: validated stage specs and the execute methods.
+
+A chain only records what to run. Every ``execute_*`` call starts a new,
+independent run (see ``_run.py``), so one chain can be executed any number of
+times, one after the other or at once from several threads.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import multiprocessing.context
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from ori.errors import OriValidationError
+from ori.errors.validation import (
+    check_callable,
+    check_executor_class,
+    check_positive_int,
+    check_positive_number,
+    check_process_function,
+    describe,
+)
+
+from ._run import PoolChainRun, start_run
+from ._sequential import run_sequentially
+from ._stages import StageKind, StageSpec
+
+
+def _check_mp_context(value: object) -> multiprocessing.context.BaseContext | None:
+    if value is None or isinstance(value, multiprocessing.context.BaseContext):
+        return value
+    raise OriValidationError(
+        "mp_context must be a multiprocessing context such as "
+        f"multiprocessing.get_context('spawn'), got {describe(value)}; pass None for "
+        "the interpreter's default start method"
+    )
+
+
+def _start_method(context: multiprocessing.context.BaseContext | None) -> str | None:
+    return context.get_start_method() if context is not None else None
+
+
+def _check_iterable(iterable: object) -> Iterator[Any]:
+    try:
+        return iter(iterable)  # type: ignore[call-overload, no-any-return]
+    except TypeError:
+        raise OriValidationError(
+            f"iterable must be an iterable such as a list or a generator, got {describe(iterable)}"
+        ) from None
+
+
+class PoolChain:
+    """A chain of stages that an iterable streams through, each on its own pool.
+
+    Build it with :meth:`add_threadpool`, :meth:`add_processpool` or :meth:`add`
+    (each returns the chain, so calls can be chained), then run it with one of
+    the ``execute_*`` methods. Every stage runs concurrently with the others:
+    an item moves on to the next stage as soon as it is done, so downloading,
+    computing and saving overlap. Use thread stages for functions that wait
+    (network, disk) and process stages for pure-Python computation.
+
+    Building a chain starts nothing; each execution starts its own threads and
+    worker processes and stops all of them when it ends, so a chain can be
+    executed again. Building is not thread-safe; executing is.
+
+    Example:
+        >>> from ori.poolchain import PoolChain
+        >>> chain = PoolChain().add_threadpool(lambda n: n * 10).add_processpool(str)
+        >>> chain.execute_eager([1, 2, 3])
+        ['10', '20', '30']
+    """
+
+    def __init__(self) -> None:
+        self._specs: list[StageSpec] = []
+
+    # -- building -------------------------------------------------------------
+
+    def add(
+        self,
+        function: Callable[[Any], Any],
+        *,
+        executor_class: type[concurrent.futures.Executor],
+        max_workers: int | None = None,
+        timeout: float | None = None,
+        chunksize: int | None = None,
+        mp_context: multiprocessing.context.BaseContext | None = None,
+    ) -> PoolChain:
+        """Append a stage that runs *function* on every item, on *executor_class*.
+
+        ``ThreadPoolExecutor`` and ``ProcessPoolExecutor`` themselves select Ori's
+        own thread and process stages (what :meth:`add_threadpool` and
+        :meth:`add_processpool` add). Any other
+        :class:`concurrent.futures.Executor` subclass, including subclasses of
+        those two, is created per execution as ``executor_class(max_workers=...)``
+        (or ``executor_class()`` when *max_workers* is None), fed through its
+        ``submit`` with at most one item in flight per worker, and shut down when
+        the execution ends.
+
+        Does not block; call it from the thread that builds the chain.
+
+        Args:
+            function: called with one item, returns the item for the next stage.
+                For process stages it must be picklable by reference: a function
+                defined with ``def`` at the top level of a module, a builtin, or
+                a picklable callable object.
+            executor_class: the :class:`concurrent.futures.Executor` subclass
+                (the class, not an instance).
+            max_workers: threads or processes of this stage. ``None``: for
+                threads what ``ThreadPoolExecutor`` would use
+                (``min(32, CPUs + 4)``), for processes one per usable CPU.
+            timeout: seconds one item may run in this stage (int or float > 0);
+                an item that runs longer fails with
+                :class:`~ori.errors.OriTimeoutError`. ``None``: no limit.
+            chunksize: items sent to a worker process at a time. ``None`` (the
+                default) sizes chunks automatically from measured run times;
+                ``1`` sends items one by one. Only process stages use it.
+            mp_context: a :mod:`multiprocessing` context choosing the start
+                method of a process stage (``multiprocessing.get_context("spawn")``);
+                ``None`` uses the interpreter's default.
+
+        Returns:
+            This chain, for chaining calls.
+
+        Raises:
+            OriValidationError: *function* is not callable; *executor_class* is
+                an instance or not an Executor subclass; *max_workers*,
+                *timeout* or *chunksize* is not a positive number of the right
+                type; *mp_context* is not a multiprocessing context or is given
+                for a stage that is not a process stage; a process stage was
+                given a lambda or a nested function.
+            OriNoInteractiveProcessPools: a process stage was given a function
+                defined in an interactive session or ``python -c`` and its
+                workers are not forked, so they could not import it.
+        """
+        check_callable(function, "function")
+        cls = check_executor_class(executor_class)
+        if cls is concurrent.futures.ThreadPoolExecutor:
+            kind: StageKind = "thread"
+        elif cls is concurrent.futures.ProcessPoolExecutor:
+            kind = "process"
+        else:
+            kind = "executor"
+        workers = check_positive_int(max_workers, "max_workers")
+        seconds = check_positive_number(timeout, "timeout")
+        chunk = check_positive_int(chunksize, "chunksize")
+        context = _check_mp_context(mp_context)
+        if context is not None and kind != "process":
+            raise OriValidationError(
+                "mp_context only applies to process stages (add_processpool, or add with "
+                f"executor_class=ProcessPoolExecutor), not to {cls.__name__}; leave it None"
+            )
+        if kind == "process" or issubclass(cls, concurrent.futures.ProcessPoolExecutor):
+            check_process_function(function, _start_method(context), name="function")
+        self._specs.append(
+            StageSpec(
+                function=function,
+                kind=kind,
+                max_workers=workers,
+                timeout=seconds,
+                chunksize=chunk,
+                executor_class=cls if kind == "executor" else None,
+                mp_context=context,
+            )
+        )
+        return self
+
+    def add_threadpool(
+        self,
+        function: Callable[[Any], Any],
+        *,
+        max_workers: int | None = None,
+        timeout: float | None = None,
+    ) -> PoolChain:
+        """Append a stage that runs *function* in a pool of threads.
+
+        Suits functions that spend their time waiting (HTTP requests, disk,
+        subprocesses, C code that releases the GIL). Any callable works,
+        lambdas included. A thread cannot be stopped from outside: when an item
+        exceeds *timeout*, the execution reports it at once, but the call itself
+        goes on in the background and its result is thrown away.
+
+        Does not block; call it from the thread that builds the chain.
+
+        Args:
+            function: called with one item, returns the item for the next stage.
+            max_workers: number of threads; ``None`` means ``min(32, CPUs + 4)``,
+                like ``ThreadPoolExecutor``.
+            timeout: seconds one item may run (int or float > 0), or ``None``.
+
+        Returns:
+            This chain, for chaining calls.
+
+        Raises:
+            OriValidationError: *function* is not callable, or *max_workers* or
+                *timeout* is not a positive number of the right type.
+        """
+        return self.add(
+            function,
+            executor_class=concurrent.futures.ThreadPoolExecutor,
+            max_workers=max_workers,
+            timeout=timeout,
+        )
+
+    def add_processpool(
+        self,
+        function: Callable[[Any], Any],
+        *,
+        max_workers: int | None = None,
+        timeout: float | None = None,
+        chunksize: int | None = None,
+        mp_context: multiprocessing.context.BaseContext | None = None,
+    ) -> PoolChain:
+        """Append a stage that runs *function* in worker processes Ori owns.
+
+        Suits pure-Python computation, which threads cannot run in parallel.
+        Items and results are pickled, so they must be picklable, and the
+        function travels by reference: define it with ``def`` at the top level
+        of a module (or use a builtin). Lambdas and nested functions are
+        refused here, with the fix in the message.
+
+        An item that exceeds *timeout* has its worker process killed and
+        replaced, and fails with :class:`~ori.errors.OriTimeoutError`; a worker
+        that dies (``os._exit``, a signal, a crash in C code) fails the item it
+        was running with :class:`~ori.errors.OriWorkerCrashedError`. Worker
+        processes ignore SIGINT, so Ctrl-C is handled once, by the consumer.
+
+        Does not block; call it from the thread that builds the chain.
+
+        Args:
+            function: a picklable, module-level function or callable.
+            max_workers: number of worker processes; ``None`` means one per
+                usable CPU.
+            timeout: seconds one item may run (int or float > 0), or ``None``.
+            chunksize: items sent to a worker at a time; ``None`` (the default)
+                picks and adapts it automatically, aiming at about 10 ms of
+                work per chunk; ``1`` sends items one by one.
+            mp_context: a :mod:`multiprocessing` context selecting the start
+                method (fork, spawn, forkserver); ``None`` uses the default.
+
+        Returns:
+            This chain, for chaining calls.
+
+        Raises:
+            OriValidationError: *function* is not callable, is a lambda or a
+                nested function; *max_workers*, *timeout* or *chunksize* is
+                not a positive number of the right type; *mp_context* is not a
+                multiprocessing context.
+            OriNoInteractiveProcessPools: *function* was defined in an
+                interactive session or ``python -c`` and the start method is not
+                fork, so the workers could not import it.
+        """
+        return self.add(
+            function,
+            executor_class=concurrent.futures.ProcessPoolExecutor,
+            max_workers=max_workers,
+            timeout=timeout,
+            chunksize=chunksize,
+            mp_context=mp_context,
+        )
+
+    # -- executing --------------------------------------------------------------
+
+    def _checked_specs(self) -> list[StageSpec]:
+        if not self._specs:
+            raise OriValidationError(
+                "this PoolChain has no stages; add at least one with add_threadpool(), "
+                "add_processpool() or add() before executing it"
+            )
+        return list(self._specs)
+
+    def execute_lazy(
+        self,
+        iterable: Iterable[Any],
+        *,
+        ordered: bool = True,
+        max_in_flight: int | None = None,
+    ) -> PoolChainRun:
+        """Start streaming *iterable* through the chain; return an iterator of results.
+
+        Work begins before this returns: worker processes and threads start and
+        the first items enter the chain. The input is read in the calling thread
+        (first here, then inside each ``next()``) and only as far ahead as
+        *max_in_flight* allows, so infinite inputs such as
+        ``itertools.count()`` work and memory stays flat for any input length.
+
+        Iterate the result from one thread at a time; each ``next()`` blocks
+        until a result is ready. If a stage function raises, ``next()`` raises
+        the same exception (same type) when its item's turn comes, with a note
+        naming the stage, the input index and the argument, and for process
+        stages the worker's traceback chained as the cause; the run is shut
+        down first. An exception raised by the input iterable itself is raised
+        after the results of the items before it. ``break``, ``close()``,
+        leaving a ``with`` block, garbage collection and KeyboardInterrupt all
+        stop every thread and worker process of the run within a few seconds.
+
+        Args:
+            iterable: the items to process.
+            ordered: ``True`` (default) yields results in input order;
+                ``False`` yields them as they complete, which keeps the chain
+                busier when item times vary.
+            max_in_flight: most items between "read from the input" and
+                "returned by next()", including the reorder buffer. ``None``
+                (default) is twice what all stages can work on at once at their
+                current chunk sizes (at least 4); it also caps automatic chunks.
+
+        Returns:
+            A :class:`PoolChainRun`: an iterator, context manager and closable.
+
+        Raises:
+            OriValidationError: the chain has no stages, *iterable* is not
+                iterable, *ordered* is not a bool or *max_in_flight* is not a
+                positive int.
+            OriNoInteractiveProcessPools: a process stage's function cannot be
+                imported by workers of the start method now in effect.
+            Exception: anything raised while starting workers (e.g. a function
+                that cannot be pickled for spawn) is raised after cleanup.
+        """
+        specs = self._checked_specs()
+        if not isinstance(ordered, bool):
+            raise OriValidationError(f"ordered must be True or False, got {describe(ordered)}")
+        window = check_positive_int(max_in_flight, "max_in_flight")
+        for spec in specs:
+            if spec.kind == "process":
+                # The default start method may have changed since add time.
+                check_process_function(
+                    spec.function, _start_method(spec.mp_context), name="function"
+                )
+        source = _check_iterable(iterable)
+        return start_run(specs, source, ordered=ordered, max_in_flight=window)
+
+    def execute_eager(
+        self,
+        iterable: Iterable[Any],
+        *,
+        ordered: bool = True,
+        max_in_flight: int | None = None,
+    ) -> list[Any]:
+        """Run *iterable* through the chain and return all results as a list.
+
+        Blocks until every item is done (stages still run concurrently). Same
+        arguments, errors and cleanup as :meth:`execute_lazy`; on
+        KeyboardInterrupt or an error everything started is stopped before the
+        exception propagates.
+
+        Returns:
+            The results, in input order unless ``ordered=False``.
+
+        Raises:
+            OriValidationError: as for :meth:`execute_lazy`.
+            OriNoInteractiveProcessPools: as for :meth:`execute_lazy`.
+            Exception: the first failure of a stage function (see
+                :meth:`execute_lazy`), :class:`~ori.errors.OriTimeoutError` or
+                :class:`~ori.errors.OriWorkerCrashedError`.
+        """
+        with self.execute_lazy(iterable, ordered=ordered, max_in_flight=max_in_flight) as run:
+            return list(run)
+
+    def execute_lazy_single_threaded(self, iterable: Iterable[Any]) -> Iterator[Any]:
+        """Return a generator that runs each item through every stage in this thread.
+
+        Nothing runs until you iterate; each ``next()`` reads one input item and
+        calls every stage function on it in turn. No thread or process is
+        started, which makes it the mode for debugging (breakpoints, profilers)
+        and the reference the concurrent modes agree with: same results, same
+        order, same exception with the same note. Timeouts are not enforced.
+
+        Raises:
+            OriValidationError: at call time, if the chain has no stages or
+                *iterable* is not iterable.
+            Exception: while iterating, whatever a stage function raises, with a
+                note naming the stage, the input index and the argument.
+        """
+        specs = self._checked_specs()
+        return run_sequentially(specs, _check_iterable(iterable))
+
+    def execute_eager_single_threaded(self, iterable: Iterable[Any]) -> list[Any]:
+        """Run every item through every stage in this thread and return a list.
+
+        Blocks until done. See :meth:`execute_lazy_single_threaded`.
+
+        Raises:
+            OriValidationError: the chain has no stages or *iterable* is not
+                iterable.
+            Exception: whatever a stage function raises, with a note naming the
+                stage, the input index and the argument.
+        """
+        return list(self.execute_lazy_single_threaded(iterable))
+
+    def __repr__(self) -> str:
+        stages = ", ".join(f"{spec.kind_name}({spec.function_name})" for spec in self._specs)
+        return f"<PoolChain [{stages}]>"

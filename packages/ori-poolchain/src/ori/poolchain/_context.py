@@ -1,0 +1,43 @@
+"""What the consumer and every lane of one run share.
+
+Lanes (the threads that run a stage) hold a :class:`RunContext`, never the
+consumer's iterator, so dropping the iterator lets the garbage collector close
+the run. The context carries the output queue the last stage and every error
+report go to, and the ``stopping`` flag that close() raises before it wakes the
+lanes up.
+
+Messages between stages are batches ``(indices, values)``: two lists of equal
+length, the input positions and the stage's arguments. ``STOP`` in a stage's
+input queue tells one lane to exit.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+from typing import Any, Final, TypeAlias
+
+from ._errors import ErrorRecord
+
+Batch: TypeAlias = "tuple[list[int], list[Any]]"
+Message: TypeAlias = "Batch | ErrorRecord | None"
+STOP: Final = None
+
+_run_ids = itertools.count(1)
+
+
+class RunContext:
+    """State shared by the consumer and the lanes of one run."""
+
+    __slots__ = ("name", "out_queue", "stopping")
+
+    def __init__(self) -> None:
+        self.name = f"ori-poolchain-{next(_run_ids)}"
+        self.out_queue: queue.SimpleQueue[Batch | ErrorRecord] = queue.SimpleQueue()
+        # Written only by close(); lanes read it between items (a plain attribute
+        # read is atomic, and a stale read only costs one more item of work).
+        self.stopping = False
+
+    def report(self, record: ErrorRecord) -> None:
+        """Send one failed item to the consumer (any thread)."""
+        self.out_queue.put(record)

@@ -1,0 +1,144 @@
+"""Stages on any other ``concurrent.futures.Executor`` subclass, through ``submit``.
+
+Data flow: each lane takes one item, submits it to the run's executor and waits
+for its future, so at most ``workers`` futures exist at a time (``Executor.map``
+would submit the whole input at once). A lane waits in short slices so that it
+notices close() and the stage timeout; an overdue future is cancelled if it has
+not started and otherwise abandoned (a generic executor offers no way to stop a
+running call).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import threading
+import time
+from typing import Any
+
+from ori.errors import OriTimeoutError
+
+from ._chunking import Sizer
+from ._context import STOP, RunContext
+from ._errors import ErrorRecord, StageLabel, short_repr
+from ._stages import StageRuntime, StageSpec
+
+WAIT_SLICE_SECONDS = 0.1
+
+
+class ExecutorStage(StageRuntime):
+    """A stage run by an executor of a user-chosen class, created per run."""
+
+    def __init__(self, spec: StageSpec, label: StageLabel, ctx: RunContext) -> None:
+        super().__init__(spec, label, ctx)
+        self.sizer = Sizer(1, target_seconds=1.0, maximum=1)
+        self._executor: concurrent.futures.Executor | None = None
+        self._threads: list[threading.Thread] = []
+        self._closer: threading.Thread | None = None
+
+    def lane_count(self) -> int:
+        return len(self._threads)
+
+    def start_threads(self) -> None:
+        assert self.spec.executor_class is not None
+        if self.spec.max_workers is None:
+            self._executor = self.spec.executor_class()
+            self.workers = getattr(self._executor, "_max_workers", None) or self.workers
+        else:
+            self._executor = self.spec.executor_class(max_workers=self.spec.max_workers)  # type: ignore[call-arg]
+        for number in range(self.workers):
+            thread = threading.Thread(
+                target=self._lane_main,
+                name=f"{self.ctx.name}-stage{self.label.number}-lane{number + 1}",
+                daemon=True,
+            )
+            self._threads.append(thread)
+            thread.start()
+
+    def _lane_main(self) -> None:
+        executor = self._executor
+        assert executor is not None
+        ctx = self.ctx
+        while True:
+            message = self.in_queue.get()
+            if message is STOP or ctx.stopping:
+                return
+            assert isinstance(message, tuple)
+            done_indices: list[int] = []
+            done_values: list[Any] = []
+            for index, value in zip(*message, strict=True):
+                outcome = self._call(executor, index, value)
+                if outcome is _STOPPED:
+                    return
+                if outcome is not _FAILED:
+                    done_indices.append(index)
+                    done_values.append(outcome)
+            if done_indices:
+                self.outlet.put(done_indices, done_values)
+
+    def _call(self, executor: concurrent.futures.Executor, index: int, value: Any) -> Any:
+        try:
+            future = executor.submit(self.spec.function, value)
+        except BaseException as exc:
+            self.ctx.report(ErrorRecord(index, self.label, exc, short_repr(value)))
+            return _FAILED
+        timeout = self.spec.timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            slice_ = WAIT_SLICE_SECONDS
+            if deadline is not None:
+                slice_ = min(slice_, max(0.0, deadline - time.monotonic()))
+            done, _ = concurrent.futures.wait([future], slice_)
+            if done:
+                break
+            if self.ctx.stopping:
+                future.cancel()
+                return _STOPPED
+            if deadline is not None and time.monotonic() >= deadline:
+                future.cancel()
+                error = OriTimeoutError(
+                    f"{self.label} did not finish input item {index} within its "
+                    f"{timeout:g} s timeout (argument: {short_repr(value)}); the "
+                    "executor cannot stop a running call, so it was abandoned"
+                )
+                self.ctx.report(
+                    ErrorRecord(index, self.label, error, short_repr(value), None, False)
+                )
+                return _FAILED
+        try:
+            return future.result()
+        except BaseException as exc:
+            self.ctx.report(ErrorRecord(index, self.label, exc, short_repr(value)))
+            return _FAILED
+
+    def begin_stop(self) -> None:
+        super().begin_stop()
+        if self._executor is not None:
+            with contextlib.suppress(Exception):
+                self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def finish_stop(self, deadline: float) -> None:
+        current = threading.current_thread()
+        for thread in self._threads:
+            if thread is not current:
+                thread.join(max(0.0, deadline - time.monotonic()))
+        executor = self._executor
+        if executor is None:
+            return
+        # shutdown(wait=True) has no timeout: wait for it in a helper thread.
+        if self._closer is None:
+            self._closer = threading.Thread(
+                target=executor.shutdown,
+                name=f"{self.ctx.name}-stage{self.label.number}-shutdown",
+                daemon=True,
+            )
+            self._closer.start()
+        if self._closer is not current:
+            self._closer.join(max(0.0, deadline - time.monotonic()))
+
+    def lanes_alive(self) -> bool:
+        return all(thread.is_alive() for thread in self._threads)
+
+
+_FAILED = object()
+_STOPPED = object()

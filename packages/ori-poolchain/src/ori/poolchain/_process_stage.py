@@ -1,0 +1,418 @@
+"""Process stages: one lane thread per worker process that Ori owns.
+
+Data flow of one lane (see ``_worker.py`` for the other end of the pipe)::
+
+    in_queue --batches--> gather a chunk (1 blocking get, then only what is
+        already queued, up to the stage's chunk size) --pickle--> worker pipe
+    worker pipe --replies--> successes to the outlet, failures to the consumer
+
+While a chunk runs, the lane waits on the worker's pipe *and* its process
+sentinel (``multiprocessing.connection.wait``), with a deadline when the stage
+has a timeout. The worker publishes the position and start time of the item it
+is running in a shared array, so the lane knows exactly which item a stuck or
+dead worker held:
+
+* a reply arrives: forward it; the chunk is done when the reply says so;
+* the deadline passes: kill that one worker, report the item as
+  :class:`~ori.errors.OriTimeoutError`, hand the chunk's unfinished items back to
+  the queue;
+* the worker dies (sentinel ready or EOF): report the item as
+  :class:`~ori.errors.OriWorkerCrashedError`, hand the rest back.
+
+Either way the lane starts a replacement worker when it next has work, so a
+stage never loses capacity. Ori does not use ``ProcessPoolExecutor`` here
+because it can neither stop one task nor survive a worker's death.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import multiprocessing.connection
+import multiprocessing.context
+import pickle
+import queue
+import signal
+import threading
+import time
+from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
+from typing import Any
+
+from ori.errors import OriTimeoutError, OriWorkerCrashedError
+
+from ._chunking import process_sizer
+from ._context import STOP, RunContext
+from ._errors import ErrorRecord, StageLabel, format_exception_text, short_repr
+from ._stages import StageRuntime, StageSpec
+from ._worker import Reply, worker_main
+
+STOP_GRACE_SECONDS = 1.0
+
+
+class _Worker:
+    """One worker process and the parent's end of its pipe."""
+
+    __slots__ = ("conn", "process")
+
+    def __init__(self, process: multiprocessing.process.BaseProcess, conn: Connection) -> None:
+        self.process = process
+        self.conn = conn
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    def kill(self) -> None:
+        """SIGKILL the process and reap it (any thread)."""
+        with contextlib.suppress(OSError, AttributeError, ValueError):
+            self.process.kill()
+        self._reap(STOP_GRACE_SECONDS)
+
+    def stop(self, grace: float) -> None:
+        """Ask the worker to exit, then escalate: wait, SIGTERM, SIGKILL."""
+        with contextlib.suppress(OSError, ValueError):
+            self.conn.send_bytes(ForkingPickler.dumps(None))
+        self._reap(grace)
+
+    def terminate(self) -> None:
+        """SIGTERM without waiting (any thread; used to interrupt a busy worker)."""
+        with contextlib.suppress(OSError, AttributeError, ValueError):
+            self.process.terminate()
+
+    def _reap(self, grace: float) -> None:
+        process = self.process
+        try:
+            process.join(grace)
+            if process.exitcode is None:
+                process.terminate()
+                process.join(grace)
+            if process.exitcode is None:
+                process.kill()
+                process.join(grace)
+        except (AssertionError, ValueError):  # never started, or already closed
+            pass
+        with contextlib.suppress(OSError):
+            self.conn.close()
+
+
+class _Lane:
+    __slots__ = ("busy", "slot", "thread", "worker")
+
+    def __init__(self, slot: int) -> None:
+        self.slot = slot
+        self.worker: _Worker | None = None
+        self.thread: threading.Thread | None = None
+        self.busy = False
+
+
+class ProcessStage(StageRuntime):
+    """A stage whose lanes each drive one worker process."""
+
+    def __init__(self, spec: StageSpec, label: StageLabel, ctx: RunContext) -> None:
+        super().__init__(spec, label, ctx)
+        self.sizer = process_sizer(spec.chunksize)
+        self._mp = spec.mp_context or multiprocessing.get_context()
+        self._fork = self._mp.get_start_method() == "fork"
+        # Two doubles per worker: chunk position of the running item, its start.
+        self._status: Any = self._mp.RawArray("d", 2 * self.workers)
+        self._lanes = [_Lane(slot) for slot in range(self.workers)]
+        self._worker_numbers = 0
+
+    def lane_count(self) -> int:
+        return len(self._lanes)
+
+    # -- worker processes -------------------------------------------------
+
+    def _start_worker(self, lane: _Lane) -> _Worker:
+        parent_end, child_end = multiprocessing.Pipe(duplex=True)
+        self._worker_numbers += 1
+        process = self._mp.Process(  # type: ignore[attr-defined]
+            target=worker_main,
+            args=(
+                child_end,
+                self._status,
+                lane.slot,
+                self.spec.function,
+                parent_end if self._fork else None,
+                self.spec.timeout is not None,
+            ),
+            name=f"{self.ctx.name}-stage{self.label.number}-worker{self._worker_numbers}",
+            daemon=True,
+        )
+        try:
+            process.start()
+        except BaseException:
+            parent_end.close()
+            child_end.close()
+            raise
+        child_end.close()
+        lane.worker = _Worker(process, parent_end)
+        return lane.worker
+
+    def start_processes(self) -> None:
+        for lane in self._lanes:
+            self._start_worker(lane)
+
+    def start_threads(self) -> None:
+        for lane in self._lanes:
+            lane.thread = threading.Thread(
+                target=self._lane_main,
+                args=(lane,),
+                name=f"{self.ctx.name}-stage{self.label.number}-lane{lane.slot + 1}",
+                daemon=True,
+            )
+            lane.thread.start()
+
+    # -- the lane ---------------------------------------------------------
+
+    def _lane_main(self, lane: _Lane) -> None:
+        get = self.in_queue.get
+        get_nowait = self.in_queue.get_nowait
+        ctx = self.ctx
+        sizer = self.sizer
+        try:
+            while True:
+                message = get()
+                if message is STOP or ctx.stopping:
+                    return
+                assert isinstance(message, tuple)
+                indices, values = message
+                target = sizer.size
+                while len(values) < target:
+                    try:
+                        more = get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is STOP:
+                        return
+                    assert isinstance(more, tuple)
+                    indices = indices + more[0]
+                    values = values + more[1]
+                if ctx.stopping:
+                    return
+                self._run_chunk(lane, indices, values)
+        finally:
+            worker, lane.worker = lane.worker, None
+            if worker is not None:
+                worker.stop(STOP_GRACE_SECONDS)
+
+    def _report_all(self, indices: list[int], values: list[Any], exc: BaseException) -> None:
+        """One failure for every item of a chunk (the same exception object)."""
+        text = format_exception_text(exc)
+        for index, value in zip(indices, values, strict=True):
+            self.ctx.report(ErrorRecord(index, self.label, exc, short_repr(value), text))
+
+    def _dumps(self, indices: list[int], values: list[Any]) -> tuple[Any, list[int], list[Any]]:
+        """Pickle a chunk; arguments that do not pickle are reported and dropped."""
+        with contextlib.suppress(Exception):
+            return ForkingPickler.dumps(values), indices, values
+        keep_indices: list[int] = []
+        keep_values: list[Any] = []
+        for index, value in zip(indices, values, strict=True):
+            try:
+                ForkingPickler.dumps(value)
+            except Exception as exc:
+                self.ctx.report(ErrorRecord(index, self.label, exc, short_repr(value)))
+                continue
+            keep_indices.append(index)
+            keep_values.append(value)
+        return ForkingPickler.dumps(keep_values), keep_indices, keep_values
+
+    def _run_chunk(self, lane: _Lane, indices: list[int], values: list[Any]) -> None:
+        payload, indices, values = self._dumps(indices, values)
+        if not indices:
+            return
+        worker = lane.worker
+        if worker is None or not worker.process.is_alive():
+            if worker is not None:
+                worker.kill()
+            try:
+                worker = self._start_worker(lane)
+            except Exception as exc:
+                self._report_all(indices, values, exc)
+                return
+        status = self._status
+        base = 2 * lane.slot
+        status[base] = 0
+        status[base + 1] = time.monotonic()
+        lane.busy = True
+        try:
+            if self.ctx.stopping:  # close() may have missed that we were busy
+                return
+            try:
+                worker.conn.send_bytes(payload)
+            except OSError:
+                self._lost_worker(lane, worker, indices, values, 0)
+                return
+            self._await_replies(lane, worker, indices, values, len(payload))
+        finally:
+            lane.busy = False
+
+    def _await_replies(
+        self,
+        lane: _Lane,
+        worker: _Worker,
+        indices: list[int],
+        values: list[Any],
+        nbytes: int,
+    ) -> None:
+        timeout = self.spec.timeout
+        status = self._status
+        base = 2 * lane.slot
+        conn = worker.conn
+        sentinel = worker.process.sentinel
+        finished = 0  # chunk positions below this have been answered
+        while True:
+            wait_for: float | None = None
+            if timeout is not None:
+                wait_for = max(0.0, status[base + 1] + timeout - time.monotonic())
+            ready = multiprocessing.connection.wait([conn, sentinel], wait_for)
+            if conn in ready:
+                try:
+                    reply: Reply = pickle.loads(conn.recv_bytes())
+                except (EOFError, OSError):
+                    self._lost_worker(lane, worker, indices, values, finished)
+                    return
+                finished = self._deliver(reply, indices, values)
+                if reply[4]:
+                    self.sizer.report(len(values), reply[3], nbytes)
+                    return
+            elif ready:  # the sentinel: the process is gone
+                finished = self._drain(conn, indices, values, finished)
+                self._lost_worker(lane, worker, indices, values, finished)
+                return
+            elif timeout is not None:
+                position = int(status[base])
+                started = status[base + 1]
+                if int(status[base]) != position:  # moved on while we read
+                    continue
+                if time.monotonic() - started >= timeout:
+                    finished = self._drain(conn, indices, values, finished)
+                    if finished > position:
+                        continue
+                    self._timed_out(lane, worker, indices, values, finished, position)
+                    return
+
+    def _drain(self, conn: Connection, indices: list[int], values: list[Any], finished: int) -> int:
+        """Deliver replies already in the pipe; the new ``finished`` position."""
+        with contextlib.suppress(EOFError, OSError):
+            while conn.poll():
+                finished = self._deliver(pickle.loads(conn.recv_bytes()), indices, values)
+        return finished
+
+    def _deliver(self, reply: Reply, indices: list[int], values: list[Any]) -> int:
+        first, results, errors, _, _ = reply
+        end = first + len(results)
+        if errors:
+            report = self.ctx.report
+            failed: set[int] = set()
+            for position, exc, text in errors:
+                if position < 0:  # the chunk itself could not be unpickled
+                    for index, value in zip(indices, values, strict=True):
+                        report(ErrorRecord(index, self.label, exc, short_repr(value), text))
+                    return len(values)
+                failed.add(position)
+                report(
+                    ErrorRecord(
+                        indices[position], self.label, exc, short_repr(values[position]), text
+                    )
+                )
+            ok = [p for p in range(first, end) if p not in failed]
+            if ok:
+                self.outlet.put([indices[p] for p in ok], [results[p - first] for p in ok])
+        elif results:
+            self.outlet.put(indices[first:end], results)
+        return end
+
+    def _requeue(self, indices: list[int], values: list[Any], positions: list[int]) -> None:
+        if positions and not self.ctx.stopping:
+            self.in_queue.put(([indices[p] for p in positions], [values[p] for p in positions]))
+
+    def _timed_out(
+        self,
+        lane: _Lane,
+        worker: _Worker,
+        indices: list[int],
+        values: list[Any],
+        finished: int,
+        position: int,
+    ) -> None:
+        lane.worker = None
+        worker.kill()
+        if self.ctx.stopping:
+            return
+        index = indices[position]
+        error = OriTimeoutError(
+            f"{self.label} did not finish input item {index} within its "
+            f"{self.spec.timeout:g} s timeout (argument: {short_repr(values[position])}); "
+            f"its worker process (pid {worker.pid}) was killed and replaced"
+        )
+        self.ctx.report(
+            ErrorRecord(index, self.label, error, short_repr(values[position]), None, False)
+        )
+        rest = [p for p in range(finished, len(values)) if p != position]
+        self._requeue(indices, values, rest)
+
+    def _lost_worker(
+        self,
+        lane: _Lane,
+        worker: _Worker,
+        indices: list[int],
+        values: list[Any],
+        finished: int,
+    ) -> None:
+        """The worker died (or its pipe broke) with items of this chunk unanswered."""
+        lane.worker = None
+        worker.kill()
+        if self.ctx.stopping or finished >= len(values):
+            return
+        position = min(max(int(self._status[2 * lane.slot]), finished), len(values) - 1)
+        index = indices[position]
+        error = OriWorkerCrashedError(
+            f"the worker process (pid {worker.pid}) of {self.label} died "
+            f"({_describe_exit(worker.process.exitcode)}) while running input item "
+            f"{index} (argument: {short_repr(values[position])}); it was replaced"
+        )
+        self.ctx.report(
+            ErrorRecord(index, self.label, error, short_repr(values[position]), None, False)
+        )
+        rest = [p for p in range(finished, len(values)) if p != position]
+        self._requeue(indices, values, rest)
+
+    # -- stopping ---------------------------------------------------------
+
+    def begin_stop(self) -> None:
+        super().begin_stop()
+        for lane in self._lanes:
+            worker = lane.worker
+            if lane.busy and worker is not None:
+                worker.terminate()
+
+    def finish_stop(self, deadline: float) -> None:
+        current = threading.current_thread()
+        for lane in self._lanes:
+            thread = lane.thread
+            if thread is not None and thread is not current:
+                thread.join(max(0.0, deadline - time.monotonic()))
+        for lane in self._lanes:
+            thread = lane.thread
+            if thread is not None and thread.is_alive() and thread is not current:
+                continue  # still shutting its worker down; nothing to add
+            worker, lane.worker = lane.worker, None
+            if worker is not None:  # lanes that never started, or a failed start
+                worker.kill()
+
+    def lanes_alive(self) -> bool:
+        return all(lane.thread is not None and lane.thread.is_alive() for lane in self._lanes)
+
+
+def _describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "exit status unknown"
+    if exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"

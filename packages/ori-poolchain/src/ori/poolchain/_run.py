@@ -1,0 +1,367 @@
+"""One execution of a chain: the iterator the user holds, and its teardown.
+
+Data flow::
+
+    source --(consumer pulls, tags indices)--> stage 1 queue --> lanes
+        --> stage 2 queue --> lanes --> ... --> output queue --(consumer)-->
+        reorder by index (ordered runs) --> ready --> caller
+
+The consumer (whichever thread iterates) does everything on the user's side:
+it pulls the source (so the source is only ever touched by the caller's
+thread), keeps at most ``max_in_flight`` items between "pulled" and "yielded"
+(backpressure: the queues can then be unbounded and no put ever blocks),
+reorders results, applies the error policy and watches thread-stage deadlines.
+Stages never block on each other, so nothing can deadlock, and memory is bounded
+by the window whatever the length of the input.
+
+Everything the run starts is owned by a :class:`_Closer` that the lanes never
+see; ``close()``, the end of iteration, an error, KeyboardInterrupt, garbage
+collection of the iterator (``weakref.finalize``) and interpreter exit all reach
+its idempotent ``close()``.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import queue
+import time
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
+from types import TracebackType
+from typing import Any
+
+from ori.errors import OriError
+
+from ._context import Batch, RunContext
+from ._errors import ErrorRecord, exception_for
+from ._executor_stage import ExecutorStage
+from ._process_stage import ProcessStage
+from ._stages import StageRuntime, StageSpec
+from ._thread_stage import ThreadStage
+
+MIN_WINDOW = 4
+CLOSE_SECONDS = 5.0  # how long close() waits for lanes and workers in total
+FILL_SLICE_SECONDS = 0.002  # pull at most this long before looking at the output
+HEALTH_CHECK_SECONDS = 1.0
+
+
+def _build(spec: StageSpec, number: int, total: int, ctx: RunContext) -> StageRuntime:
+    label = spec.label(number, total)
+    if spec.kind == "thread":
+        return ThreadStage(spec, label, ctx)
+    if spec.kind == "process":
+        return ProcessStage(spec, label, ctx)
+    return ExecutorStage(spec, label, ctx)
+
+
+class _Failed:
+    """A failed item waiting in the reorder buffer for its turn."""
+
+    __slots__ = ("record",)
+
+    def __init__(self, record: ErrorRecord) -> None:
+        self.record = record
+
+
+class _Closer:
+    """Tears a run down; shared with nothing that could keep the iterator alive."""
+
+    __slots__ = ("_closed", "_ctx", "_stages")
+
+    def __init__(self, ctx: RunContext, stages: list[StageRuntime]) -> None:
+        self._ctx = ctx
+        self._stages = stages
+        self._closed = False
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._ctx.stopping = True
+        for stage in self._stages:
+            stage.begin_stop()
+        deadline = time.monotonic() + CLOSE_SECONDS
+        for stage in self._stages:
+            stage.finish_stop(deadline)
+        self._closed = True
+
+
+class PoolChainRun(Iterator[Any]):
+    """The iterator returned by :meth:`PoolChain.execute_lazy`: one running chain.
+
+    Iterate it from one thread at a time. Each ``next()`` blocks until the next
+    result is ready (input order by default, completion order for
+    ``ordered=False``). Work starts as soon as the run is created and proceeds
+    while the caller is busy, up to ``max_in_flight`` items ahead.
+
+    The run ends, and every thread and worker process it started is stopped,
+    when the results run out, when a stage raises (the exception is re-raised
+    from ``next()``), on :meth:`close`, on leaving a ``with`` block, on
+    KeyboardInterrupt inside ``next()``, or when the iterator is garbage
+    collected (e.g. after ``break`` out of a ``for`` loop). After that,
+    ``next()`` raises StopIteration.
+    """
+
+    def __init__(
+        self,
+        specs: Sequence[StageSpec],
+        source: Iterator[Any],
+        *,
+        ordered: bool,
+        max_in_flight: int | None,
+    ) -> None:
+        self._ctx = ctx = RunContext()
+        total = len(specs)
+        self._stages = stages = [
+            _build(spec, number, total, ctx) for number, spec in enumerate(specs, 1)
+        ]
+        for stage, downstream in zip(stages, [*stages[1:], None], strict=True):
+            stage.connect(downstream)
+        if max_in_flight is not None:
+            for stage in stages:
+                stage.sizer.cap(max_in_flight // (2 * stage.workers))
+        self._closer = _Closer(ctx, stages)
+        self._finalizer = weakref.finalize(self, self._closer.close)
+        self._source = source
+        self._ordered = ordered
+        self._fixed_window = max_in_flight
+        # Stages whose deadlines the consumer watches (thread stages with a timeout).
+        self._watch = [stage for stage in stages if stage.next_deadline() is not None]
+        self._next_check = 0.0
+        self._ready: collections.deque[Any] = collections.deque()
+        self._pending: dict[int, Any] = {}
+        self._next_index = 0  # ordered: the next index to move to _ready
+        self._pulled = 0
+        self._delivered = 0  # results moved to _ready so far
+        self._exhausted = False
+        self._stop_pulling = False
+        self._source_error: Exception | None = None
+        self._failure: ErrorRecord | None = None
+        self._closed = False
+        try:
+            # Worker processes first: under the fork start method the run then
+            # forks before it has any thread of its own.
+            for stage in stages:
+                stage.start_processes()
+            for stage in stages:
+                stage.start_threads()
+            self._fill(first=True)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- iteration ----------------------------------------------------------
+
+    def __iter__(self) -> PoolChainRun:
+        return self
+
+    def __next__(self) -> Any:
+        ready = self._ready
+        if ready:
+            return ready.popleft()
+        return self._next_slow()
+
+    def _next_slow(self) -> Any:
+        if self._closed:
+            raise StopIteration
+        ready = self._ready
+        try:
+            while True:
+                self._fill()
+                self._drain()
+                if ready:
+                    return ready.popleft()
+                if self._failure is not None:
+                    raise self._raise_failure()
+                if self._exhausted and self._pulled == self._delivered:
+                    error = self._source_error
+                    self.close()
+                    if error is not None:
+                        self._source_error = None
+                        raise error
+                    raise StopIteration
+                self._wait()
+        except BaseException:
+            self.close()
+            raise
+
+    def _window(self) -> int:
+        if self._fixed_window is not None:
+            return self._fixed_window
+        return max(MIN_WINDOW, 2 * sum(stage.capacity() for stage in self._stages))
+
+    def _fill(self, first: bool = False) -> None:
+        """Pull source items while the window has room (backpressure lives here)."""
+        if self._exhausted or self._stop_pulling:
+            return
+        room = self._window() - (self._pulled - self._delivered + len(self._ready))
+        if room <= 0:
+            return
+        stage = self._stages[0]
+        hint = stage.sizer.size
+        index = self._pulled
+        values: list[Any] = []
+        clock = time.perf_counter
+        deadline = clock() + FILL_SLICE_SECONDS
+        out_queue = self._ctx.out_queue
+        try:
+            for value in self._source:
+                values.append(value)
+                room -= 1
+                if len(values) >= hint:
+                    stage.submit((list(range(index, index + len(values))), values))
+                    index += len(values)
+                    values = []
+                if room <= 0:
+                    break
+                if clock() > deadline:
+                    # A slow source must not hold back results already waiting.
+                    if first or not out_queue.empty():
+                        break
+                    deadline = clock() + FILL_SLICE_SECONDS
+            else:
+                self._exhausted = True
+        except Exception as exc:  # the source failed: report it after what came before
+            self._source_error = exc
+            self._exhausted = True
+        finally:
+            if values:
+                stage.submit((list(range(index, index + len(values))), values))
+                index += len(values)
+            self._pulled = index
+
+    def _drain(self) -> None:
+        """Accept everything already in the output queue, without blocking."""
+        get = self._ctx.out_queue.get_nowait
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._accept(get())
+        if self._watch and time.monotonic() >= self._next_check:
+            self._check_deadlines()
+
+    def _wait(self) -> None:
+        """Block for the next output message, waking up for stage deadlines."""
+        wait_for = HEALTH_CHECK_SECONDS
+        if self._watch:
+            wait_for = max(0.0, min(wait_for, self._next_check - time.monotonic()))
+        try:
+            message = self._ctx.out_queue.get(timeout=wait_for)
+        except queue.Empty:
+            if self._watch:
+                self._check_deadlines()
+            for stage in self._stages:
+                if not stage.lanes_alive() and not self._ctx.stopping:
+                    raise OriError(
+                        f"internal error: a lane of {stage.label} stopped unexpectedly; "
+                        "please report this as an Ori bug"
+                    ) from None
+            return
+        self._accept(message)
+
+    def _check_deadlines(self) -> None:
+        now = time.monotonic()
+        next_check = float("inf")
+        for stage in self._watch:
+            stage.check_overdue(now)
+            deadline = stage.next_deadline()
+            if deadline is not None:
+                next_check = min(next_check, deadline)
+        self._next_check = next_check
+
+    def _accept(self, message: Batch | ErrorRecord) -> None:
+        if type(message) is not tuple:
+            assert isinstance(message, ErrorRecord)
+            self._on_error(message)
+            return
+        indices, values = message
+        if not self._ordered:
+            self._ready.extend(values)
+            self._delivered += len(values)
+            return
+        pending = self._pending
+        start = self._next_index
+        if (
+            not pending
+            and indices[0] == start
+            and indices == list(range(start, start + len(indices)))
+        ):
+            self._ready.extend(values)
+            self._delivered += len(values)
+            self._next_index = start + len(indices)
+            return
+        for index, value in zip(indices, values, strict=True):
+            pending[index] = value
+        self._advance()
+
+    def _advance(self) -> None:
+        """Move results that are next in input order from the buffer to _ready."""
+        pending = self._pending
+        ready = self._ready
+        index = self._next_index
+        while self._failure is None and index in pending:
+            value = pending.pop(index)
+            if type(value) is _Failed:
+                self._failure = value.record
+                break
+            ready.append(value)
+            self._delivered += 1
+            index += 1
+        self._next_index = index
+
+    # -- the error policy: the one place that decides what a failure does ------
+
+    def _on_error(self, record: ErrorRecord) -> None:
+        # Raise: the run ends at the first failed item in delivery order, so no
+        # further input is needed.
+        self._stop_pulling = True
+        if self._ordered:
+            self._pending[record.index] = _Failed(record)
+            self._advance()
+        elif self._failure is None:
+            self._failure = record
+
+    def _raise_failure(self) -> BaseException:
+        record = self._failure
+        assert record is not None
+        self._failure = None
+        self.close()
+        return exception_for(record)
+
+    # -- teardown -----------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the run and everything it started; idempotent, any thread.
+
+        Blocks until lanes and worker processes have exited, at most a few
+        seconds: busy worker processes are terminated, idle ones are told to
+        exit. A thread-stage call that is still running cannot be interrupted;
+        its (daemon) thread exits as soon as the call returns and the result is
+        discarded.
+        """
+        self._closed = True
+        self._ready.clear()
+        self._pending.clear()
+        self._closer.close()
+        self._finalizer.detach()
+
+    def __enter__(self) -> PoolChainRun:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "running"
+        return f"<PoolChainRun {self._ctx.name} {state}, {len(self._stages)} stages>"
+
+
+def start_run(
+    specs: Sequence[StageSpec], iterable: Iterable[Any], *, ordered: bool, max_in_flight: int | None
+) -> PoolChainRun:
+    """Start a run (the iterable has already been checked)."""
+    return PoolChainRun(specs, iter(iterable), ordered=ordered, max_in_flight=max_in_flight)

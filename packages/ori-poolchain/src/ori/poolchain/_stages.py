@@ -1,0 +1,179 @@
+"""Stage specifications and what every running stage has in common.
+
+A :class:`StageSpec` is what ``PoolChain.add*`` records: immutable, validated,
+reused by every execution. When a run starts, each spec becomes a
+:class:`StageRuntime` (thread, process or generic-executor flavour) with its own
+input queue and lanes. A stage hands its successes to an :class:`Outlet`: the
+next stage's input queue, cut into batches of the size that stage wants, or
+for the last stage the run's output queue.
+"""
+
+from __future__ import annotations
+
+import abc
+import concurrent.futures
+import multiprocessing.context
+import os
+import queue
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ._chunking import Sizer
+from ._context import Batch, Message, RunContext
+from ._errors import StageLabel
+
+StageKind = Literal["thread", "process", "executor"]
+
+
+def default_thread_workers() -> int:
+    """The number of threads ``ThreadPoolExecutor()`` would use."""
+    return min(32, usable_cpus() + 4)
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    process_cpu_count = getattr(os, "process_cpu_count", None)  # Python 3.13+
+    if process_cpu_count is not None:
+        return int(process_cpu_count() or 1)
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One validated ``add*`` call.
+
+    ``kind`` is ``"thread"`` and ``"process"`` for Ori's own lanes and
+    ``"executor"`` for any other :class:`concurrent.futures.Executor` subclass,
+    which runs through its own ``submit``. ``chunksize=None`` means automatic.
+    """
+
+    function: Callable[[Any], Any]
+    kind: StageKind
+    max_workers: int | None = None
+    timeout: float | None = None
+    chunksize: int | None = None
+    executor_class: type[concurrent.futures.Executor] | None = None
+    mp_context: multiprocessing.context.BaseContext | None = None
+
+    @property
+    def workers(self) -> int:
+        """How many lanes the stage runs."""
+        if self.max_workers is not None:
+            return self.max_workers
+        if self.kind == "process":
+            return usable_cpus()
+        return default_thread_workers()
+
+    @property
+    def function_name(self) -> str:
+        name = getattr(self.function, "__qualname__", None) or getattr(
+            self.function, "__name__", None
+        )
+        return str(name) if name else type(self.function).__name__
+
+    @property
+    def kind_name(self) -> str:
+        if self.kind == "thread":
+            return "thread pool"
+        if self.kind == "process":
+            return "process pool"
+        assert self.executor_class is not None
+        return self.executor_class.__name__
+
+    def label(self, number: int, total: int) -> StageLabel:
+        return StageLabel(number, total, self.kind_name, self.function_name)
+
+
+class Outlet:
+    """Where a stage puts its successes.
+
+    To another stage, a batch larger than that stage's current batch size is
+    cut, so that several of its lanes can share it; to the consumer it goes
+    whole.
+    """
+
+    __slots__ = ("_queue", "_sizer")
+
+    def __init__(self, target: queue.SimpleQueue[Any], sizer: Sizer | None) -> None:
+        self._queue = target
+        self._sizer = sizer
+
+    def put(self, indices: list[int], values: list[Any]) -> None:
+        sizer = self._sizer
+        if sizer is None or len(indices) <= sizer.size:
+            self._queue.put((indices, values))
+            return
+        size = sizer.size
+        put = self._queue.put
+        for start in range(0, len(indices), size):
+            put((indices[start : start + size], values[start : start + size]))
+
+
+class StageRuntime(abc.ABC):
+    """One stage of one run: an input queue, lanes, and the way to stop them.
+
+    Life cycle, all driven from the consumer's thread except ``begin_stop`` and
+    ``finish_stop`` (whichever thread closes the run): ``start_processes`` for
+    every stage, then ``start_threads`` for every stage (so that forked workers
+    are created before the run has threads), then ``begin_stop`` for every
+    stage, then ``finish_stop`` for every stage.
+    """
+
+    sizer: Sizer
+
+    def __init__(self, spec: StageSpec, label: StageLabel, ctx: RunContext) -> None:
+        self.spec = spec
+        self.label = label
+        self.ctx = ctx
+        self.in_queue: queue.SimpleQueue[Message] = queue.SimpleQueue()
+        self.outlet: Outlet = Outlet(ctx.out_queue, None)
+        self.workers = spec.workers
+
+    def connect(self, downstream: StageRuntime | None) -> None:
+        """Send successes to *downstream*, or to the consumer when None."""
+        if downstream is None:
+            self.outlet = Outlet(self.ctx.out_queue, None)
+        else:
+            self.outlet = Outlet(downstream.in_queue, downstream.sizer)
+
+    def submit(self, batch: Batch) -> None:
+        """Queue a batch of items for this stage (any thread)."""
+        self.in_queue.put(batch)
+
+    def capacity(self) -> int:
+        """Items this stage can work on at once at its current batch size."""
+        return self.workers * self.sizer.size
+
+    def start_processes(self) -> None:  # noqa: B027 - optional hook
+        """Start worker processes, if the stage has any."""
+
+    @abc.abstractmethod
+    def start_threads(self) -> None:
+        """Start the lanes."""
+
+    @abc.abstractmethod
+    def lane_count(self) -> int:
+        """How many lanes may be waiting on the input queue."""
+
+    def begin_stop(self) -> None:
+        """Wake every lane so that it exits; never blocks."""
+        for _ in range(self.lane_count()):
+            self.in_queue.put(None)
+
+    @abc.abstractmethod
+    def finish_stop(self, deadline: float) -> None:
+        """Wait until *deadline* (monotonic) for lanes and workers to exit."""
+
+    def next_deadline(self) -> float | None:
+        """The earliest moment the consumer must call :meth:`check_overdue`."""
+        return None
+
+    def check_overdue(self, now: float) -> None:  # noqa: B027 - optional hook
+        """Report items that ran past their timeout (stages whose lanes cannot)."""
+
+    @abc.abstractmethod
+    def lanes_alive(self) -> bool:
+        """False when a lane died without being told to: an Ori bug."""

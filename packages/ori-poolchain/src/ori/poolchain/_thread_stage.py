@@ -1,0 +1,181 @@
+"""Thread stages: lanes that call the stage function in their own thread.
+
+Data flow of one lane::
+
+    in_queue --(indices, values)--> fn(value) for each --> outlet (next stage)
+                                         \\--> ErrorRecord --> run output queue
+
+A thread cannot be interrupted, so a lane cannot enforce its own timeout. When
+the stage has one, each lane publishes ``current = (index, value, start)``
+before each call, and the consumer, which wakes up in time for the earliest
+deadline, calls :meth:`ThreadStage.check_overdue`. An overdue item is *claimed*
+under the lane's lock, reported as :class:`~ori.errors.OriTimeoutError`, and a
+new lane replaces the stuck one so the stage keeps its capacity. The stuck
+thread (a daemon) finishes its call whenever the function returns, sees the
+claim, throws the late result away, hands the rest of its batch back to the
+queue and exits.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from ori.errors import OriTimeoutError
+
+from ._chunking import thread_sizer
+from ._context import STOP, RunContext
+from ._errors import ErrorRecord, StageLabel, short_repr
+from ._stages import StageRuntime, StageSpec
+
+_Token = tuple[int, Any, float]  # (input index, argument, monotonic start)
+
+
+class _Lane:
+    __slots__ = ("claimed", "current", "lock", "thread")
+
+    def __init__(self) -> None:
+        self.current: _Token | None = None
+        self.claimed: _Token | None = None
+        self.lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+
+    def finish(self, token: _Token) -> bool:
+        """Mark *token*'s call as done; False if the watchdog claimed it first."""
+        with self.lock:
+            if self.claimed is token:
+                return False
+            self.current = None
+            return True
+
+
+class ThreadStage(StageRuntime):
+    """A stage whose lanes are threads of this process."""
+
+    def __init__(self, spec: StageSpec, label: StageLabel, ctx: RunContext) -> None:
+        super().__init__(spec, label, ctx)
+        self.sizer = thread_sizer()
+        self._lanes: list[_Lane] = []
+        self._retired: list[_Lane] = []
+        self._lane_numbers = 0
+
+    def lane_count(self) -> int:
+        return len(self._lanes)
+
+    def start_threads(self) -> None:
+        for _ in range(self.workers):
+            self._start_lane()
+
+    def _start_lane(self) -> None:
+        lane = _Lane()
+        self._lane_numbers += 1
+        lane.thread = threading.Thread(
+            target=self._lane_main,
+            args=(lane,),
+            name=f"{self.ctx.name}-stage{self.label.number}-thread{self._lane_numbers}",
+            daemon=True,
+        )
+        self._lanes.append(lane)
+        lane.thread.start()
+
+    def _lane_main(self, lane: _Lane) -> None:
+        function = self.spec.function
+        timeout = self.spec.timeout
+        get = self.in_queue.get
+        ctx = self.ctx
+        report = ctx.report
+        label = self.label
+        sizer = self.sizer
+        clock = time.perf_counter
+        while True:
+            message = get()
+            if message is STOP or ctx.stopping:
+                return
+            assert isinstance(message, tuple)
+            indices, values = message
+            done_indices: list[int] = []
+            done_values: list[Any] = []
+            started = clock()
+            for position, value in enumerate(values):
+                index = indices[position]
+                token: _Token | None = None
+                if timeout is not None:
+                    token = (index, value, time.monotonic())
+                    lane.current = token
+                try:
+                    result = function(value)
+                except BaseException as exc:
+                    if token is not None and not lane.finish(token):
+                        self._retire(indices, values, position, done_indices, done_values)
+                        return
+                    report(ErrorRecord(index, label, exc, short_repr(value)))
+                    del exc
+                    continue
+                if token is not None and not lane.finish(token):
+                    self._retire(indices, values, position, done_indices, done_values)
+                    return
+                done_indices.append(index)
+                done_values.append(result)
+            sizer.report(len(values), clock() - started)
+            if done_indices:
+                self.outlet.put(done_indices, done_values)
+
+    def _retire(
+        self,
+        indices: list[int],
+        values: list[Any],
+        position: int,
+        done_indices: list[int],
+        done_values: list[Any],
+    ) -> None:
+        """A claimed lane's exit: keep finished work, give back unstarted work."""
+        if self.ctx.stopping:
+            return
+        if done_indices:
+            self.outlet.put(done_indices, done_values)
+        if position + 1 < len(indices):
+            self.in_queue.put((indices[position + 1 :], values[position + 1 :]))
+
+    def next_deadline(self) -> float | None:
+        timeout = self.spec.timeout
+        if timeout is None:
+            return None
+        starts = [token[2] for lane in self._lanes if (token := lane.current) is not None]
+        return min(starts) + timeout if starts else time.monotonic() + timeout
+
+    def check_overdue(self, now: float) -> None:
+        timeout = self.spec.timeout
+        if timeout is None:
+            return
+        for lane in list(self._lanes):
+            token = lane.current
+            if token is None or now - token[2] < timeout:
+                continue
+            with lane.lock:
+                if lane.current is not token or lane.claimed is token:
+                    continue
+                lane.claimed = token
+            self._lanes.remove(lane)
+            self._retired.append(lane)
+            index, value, _ = token
+            error = OriTimeoutError(
+                f"{self.label} did not finish input item {index} within its "
+                f"{timeout:g} s timeout (argument: {short_repr(value)}); a thread cannot "
+                "be stopped, so the call goes on in the background and its result "
+                "is discarded"
+            )
+            self.ctx.report(ErrorRecord(index, self.label, error, short_repr(value), None, False))
+            if not self.ctx.stopping:
+                self._start_lane()
+
+    def finish_stop(self, deadline: float) -> None:
+        current = threading.current_thread()
+        for lane in [*self._lanes, *self._retired]:
+            thread = lane.thread
+            if thread is None or thread is current:
+                continue
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def lanes_alive(self) -> bool:
+        return all(lane.thread is not None and lane.thread.is_alive() for lane in self._lanes)

@@ -1,0 +1,156 @@
+"""The code that runs inside a process-stage worker.
+
+Protocol on the worker's own duplex pipe (one pipe per worker, so nothing is
+shared and no lock is needed)::
+
+    parent -> worker   pickled list of arguments (a chunk), or pickled None: exit
+    worker -> parent   pickled (first, results, errors, seconds, done) replies
+
+A chunk is answered by one reply (``done=True``), preceded by partial replies
+when the stage has a timeout (after every item, so that killing the worker never
+loses finished work) or when the chunk runs long (every 50 ms). ``first`` is the
+chunk position of ``results[0]``; ``errors`` lists ``(position, exception,
+traceback text)`` and the matching ``results`` entry is a placeholder.
+
+Before each call the worker writes the item's chunk position and start time
+into its two slots of a shared array, so the parent knows which item a dead or
+stuck worker was running, and since when, without any message.
+
+The worker ignores SIGINT: Ctrl-C in a terminal reaches the whole process group,
+and it is the parent that decides how the run ends (it then stops or kills its
+workers). It exits by itself when the parent's end of the pipe closes.
+"""
+
+from __future__ import annotations
+
+import pickle
+import signal
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
+from typing import Any
+
+from ori.errors import OriError
+
+from ._errors import format_exception_text
+
+PARTIAL_REPLY_SECONDS = 0.05
+
+ErrorEntry = tuple[int, BaseException, str]
+Reply = tuple[int, list[Any], list[ErrorEntry], float, bool]
+
+
+def worker_main(
+    conn: Connection,
+    status: Any,
+    slot: int,
+    function: Callable[[Any], Any],
+    inherited: Connection | None,
+    reply_each_item: bool,
+) -> None:
+    """Serve chunks on *conn* until told to stop or the parent goes away."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if inherited is not None:
+        # Under fork the child inherits the parent's end of its own pipe; keep it
+        # open and the child would never see EOF when the parent dies.
+        inherited.close()
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        try:
+            values = pickle.loads(data)
+        except Exception as exc:
+            # An argument the worker cannot rebuild (e.g. its class is not
+            # importable here): position -1 fails the whole chunk.
+            text = format_exception_text(exc)
+            _send(conn, (0, [], [(-1, _portable_exception(exc), text)], 0.0, True))
+            continue
+        if values is None:
+            return
+        _run_chunk(conn, status, 2 * slot, function, values, reply_each_item)
+
+
+def _run_chunk(
+    conn: Connection,
+    status: Any,
+    base: int,
+    function: Callable[[Any], Any],
+    values: list[Any],
+    reply_each_item: bool,
+) -> None:
+    clock = time.perf_counter
+    monotonic = time.monotonic
+    started = clock()
+    last_reply = started
+    first = 0
+    results: list[Any] = []
+    errors: list[ErrorEntry] = []
+    last = len(values) - 1
+    for position, value in enumerate(values):
+        status[base + 1] = monotonic()
+        status[base] = position
+        try:
+            results.append(function(value))
+        except BaseException as exc:
+            results.append(None)
+            errors.append((position, exc, format_exception_text(exc)))
+            del exc
+        if position < last and (reply_each_item or clock() - last_reply > PARTIAL_REPLY_SECONDS):
+            _send(conn, (first, results, errors, 0.0, False))
+            first = position + 1
+            results = []
+            errors = []
+            last_reply = clock()
+    _send(conn, (first, results, errors, clock() - started, True))
+
+
+def _send(conn: Connection, reply: Reply) -> None:
+    try:
+        payload = ForkingPickler.dumps(reply)
+    except Exception:
+        payload = ForkingPickler.dumps(_picklable(reply))
+    conn.send_bytes(payload)
+
+
+def _picklable(reply: Reply) -> Reply:
+    """*reply* with every result or exception that cannot be pickled replaced.
+
+    A result that does not pickle becomes an error carrying the pickling
+    exception; an exception that does not survive a pickle round trip becomes an
+    :class:`~ori.errors.OriError` naming its type and message.
+    """
+    first, results, errors, seconds, done = reply
+    failed = {position for position, _, _ in errors}
+    clean_errors: list[ErrorEntry] = []
+    for position, exc, text in errors:
+        clean_errors.append((position, _portable_exception(exc), text))
+    clean_results = list(results)
+    for offset, result in enumerate(results):
+        position = first + offset
+        if position in failed:
+            continue
+        try:
+            ForkingPickler.dumps(result)
+        except Exception as exc:
+            clean_results[offset] = None
+            text = (
+                "The stage function returned a value that cannot be pickled, so the "
+                "worker process could not send it back:\n" + format_exception_text(exc)
+            )
+            clean_errors.append((position, _portable_exception(exc), text))
+    clean_errors.sort(key=lambda entry: entry[0])
+    return first, clean_results, clean_errors, seconds, done
+
+
+def _portable_exception(exc: BaseException) -> BaseException:
+    try:
+        pickle.loads(ForkingPickler.dumps(exc))
+    except Exception as problem:
+        return OriError(
+            f"{type(exc).__module__}.{type(exc).__qualname__}: {exc} "
+            f"(the exception could not be sent from the worker process: {problem})"
+        )
+    return exc

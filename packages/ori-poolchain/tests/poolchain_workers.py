@@ -1,0 +1,106 @@
+"""Module-level functions that tests run in process stages.
+
+Worker processes started with spawn or forkserver import these by module name,
+so they live in a real module on sys.path (see the root conftest.py).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+
+def double(x: int) -> int:
+    return 2 * x
+
+
+def increment(x: int) -> int:
+    return x + 1
+
+
+def negate(x: int) -> int:
+    return -x
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def to_str(x: object) -> str:
+    return str(x)
+
+
+def pid_of(_: object) -> int:
+    return os.getpid()
+
+
+def pid_and_value(x: int) -> tuple[int, int]:
+    return os.getpid(), x
+
+
+def fail_on_three(x: int) -> int:
+    if x == 3:
+        raise ValueError(f"three is not allowed (got {x})")
+    return x
+
+
+def fail_on_negative(x: int) -> int:
+    if x < 0:
+        raise ValueError(f"negative: {x}")
+    return x
+
+
+def fail_on_multiple_of_seven(x: int) -> int:
+    if x % 7 == 0:
+        raise KeyError(x)
+    return x
+
+
+def sleep_for(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def sleepy_identity(x: int) -> int:
+    """Sleeps 0.01 s per item: enough to keep a lane busy, cheap in total."""
+    time.sleep(0.01)
+    return x
+
+
+def hang_on_two(x: int) -> int:
+    """Item 2 never finishes on its own (the process-stage timeout must end it)."""
+    if x == 2:
+        time.sleep(600)
+    return x
+
+
+def exit_on_two(x: int) -> int:
+    """Item 2 kills its worker process outright."""
+    if x == 2:
+        os._exit(7)
+    return x
+
+
+def return_unpicklable(x: int) -> Any:
+    return threading.Lock()
+
+
+class NeedsTwoArgs(Exception):
+    """An exception that cannot be rebuilt from its args by pickle."""
+
+    def __init__(self, a: int, b: int) -> None:
+        super().__init__(f"{a}-{b}")
+
+
+def raise_unpicklable_exception(x: int) -> int:
+    raise NeedsTwoArgs(x, x)
+
+
+def busy_work(n: int) -> int:
+    """Pure-Python CPU work."""
+    total = 0
+    for i in range(n):
+        total += i * i % 7
+    return total
