@@ -115,7 +115,7 @@ def test_chain_can_be_executed_again_and_concurrently() -> None:
 def test_any_iterable_is_accepted() -> None:
     chain = PoolChain().add_threadpool(workers.double, max_workers=2)
     assert chain.execute_eager(iter([1, 2])) == [2, 4]
-    assert chain.execute_eager((x for x in range(3))) == [0, 2, 4]
+    assert chain.execute_eager(x for x in range(3)) == [0, 2, 4]
     assert chain.execute_eager({5: "a"}) == [10]
     assert chain.execute_eager("ab") == ["aa", "bb"]
 
@@ -214,7 +214,7 @@ def test_executor_instance_is_refused() -> None:
 
 @pytest.mark.parametrize("cls", [int, object, "ThreadPoolExecutor", None])
 def test_non_executor_class_is_refused(cls: object) -> None:
-    with pytest.raises(OriValidationError, match="subclass of concurrent.futures.Executor"):
+    with pytest.raises(OriValidationError, match=r"subclass of concurrent\.futures\.Executor"):
         PoolChain().add(workers.double, executor_class=cls)  # type: ignore[arg-type]
 
 
