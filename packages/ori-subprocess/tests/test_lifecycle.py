@@ -255,6 +255,21 @@ def test_raising_callback_stops_the_command_and_reports_once() -> None:
     assert process.returncode == -signal.SIGTERM
 
 
+def test_raising_callback_reports_exit_code_on_killed_even_after_a_natural_exit() -> None:
+    errors: list[BaseException] = []
+    process = run_process_in_background(
+        command=["echo", "only line"],
+        stdout_function=lambda line: int(line),
+        exception_function=errors.append,
+        exit_code_on_killed=13,
+    )
+    process.join(HANG)
+    assert len(errors) == 1
+    assert isinstance(errors[0], ValueError)
+    assert process.exitcode == 13
+    assert process.returncode in (0, -signal.SIGTERM)  # echo may be done already
+
+
 def test_raising_callback_without_exception_function_is_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

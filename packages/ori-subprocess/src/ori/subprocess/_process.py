@@ -187,8 +187,9 @@ class BackgroundProcess:
         """How the command ended, as Ori 0.x reported it; ``None`` while alive.
 
         The command's own exit status (negative signal number if a signal
-        killed it), except when Ori stopped it (:meth:`terminate`, :meth:`kill`,
-        the timeout, or a callback that raised): then ``exit_code_on_killed``.
+        killed it), except when Ori stopped it (:meth:`terminate` or :meth:`kill`
+        before it exited by itself, the timeout) or a callback raised: then
+        ``exit_code_on_killed``.
         See :attr:`returncode` for the raw status.
         """
         return self._exitcode
@@ -205,7 +206,10 @@ class BackgroundProcess:
 
     @property
     def exception(self) -> Exception | None:
-        """The first exception a callback (or decoding with ``errors="strict"``) raised."""
+        """The first exception a callback (or decoding with ``errors="strict"``) raised.
+
+        ``None`` if none did. When set, :attr:`exitcode` is ``exit_code_on_killed``.
+        """
         return self._exception
 
     @property
@@ -343,6 +347,9 @@ class BackgroundProcess:
         with self._lock:
             if self._exception is None:
                 self._exception = exc
+            # Ori 0.x reported exit_code_on_killed whenever a callback failed,
+            # also if the command happened to finish first.
+            self._stopped_by_ori = True
             if not self._done.is_set():
                 self._stop_locked(signal.SIGTERM)
         self._wakeup.wake()

@@ -71,7 +71,10 @@ def run_process_in_background(
     of its own (``setsid``).
 
     Does not block beyond starting the program; may be called from any thread.
-    POSIX only (Linux, macOS, BSD).
+    The threads serving the command are not daemons: like a non-daemon
+    :class:`multiprocessing.Process`, a running command keeps the interpreter
+    from exiting until it ends (terminate it, or use the handle as a context
+    manager, if that is not wanted). POSIX only (Linux, macOS, BSD).
 
     Args:
         command: the program and its arguments, e.g. ``["ls", "-l", "/home"]``;
