@@ -288,6 +288,23 @@ def test_raising_callback_without_exception_function_is_logged(
     )
 
 
+def test_sys_exit_in_a_callback_stops_the_command(caplog: pytest.LogCaptureFixture) -> None:
+    errors: list[BaseException] = []
+    with caplog.at_level(logging.ERROR, logger="ori.subprocess"):
+        process = run_process_in_background(
+            command=["sh", "-c", "echo x; exec sleep 1000"],
+            stdout_function=lambda line: sys.exit(1),
+            exception_function=errors.append,
+            exit_code_on_killed=12,
+        )
+        process.join(HANG)
+    assert errors == []
+    assert process.exception is None
+    assert process.exitcode == 12
+    assert process.returncode == -signal.SIGTERM
+    assert [type(r.exc_info[1]) for r in caplog.records if r.exc_info] == [SystemExit]
+
+
 def test_raising_exception_function_is_logged_and_does_not_hang(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -467,3 +484,22 @@ def test_kill_on_parent_death_watchdog_is_released_after_a_normal_end() -> None:
     process.join(HANG)
     assert lines == ["fine"]
     assert process.exitcode == 0
+
+
+def test_without_pidfd_the_watcher_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Kernels before 5.3 and other systems have no pidfd: the same behaviour,
+    # by polling.
+    import ori.subprocess._process as process_module
+
+    monkeypatch.setattr(process_module, "_open_pidfd", lambda pid: None)
+    natural = run_process_in_background(command=["sh", "-c", "exit 3"])
+    assert natural.wait(HANG) == 3
+
+    stubborn, _ = started(IGNORES_SIGTERM, grace_period=0.2, exit_code_on_killed=6)
+    stubborn.terminate()
+    assert stubborn.wait(HANG) == -signal.SIGKILL
+    assert stubborn.exitcode == 6
+
+    slow = run_process_in_background(command=["sleep", "1000"], timeout=0.2)
+    assert slow.wait(HANG) == -signal.SIGTERM
+    assert slow.timed_out

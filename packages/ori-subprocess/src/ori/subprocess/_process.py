@@ -343,9 +343,9 @@ class BackgroundProcess:
 
     # -- called from the reader thread --------------------------------------------
 
-    def _callback_failed(self, exc: Exception) -> None:
+    def _callback_failed(self, exc: BaseException) -> None:
         with self._lock:
-            if self._exception is None:
+            if self._exception is None and isinstance(exc, Exception):
                 self._exception = exc
             # Ori 0.x reported exit_code_on_killed whenever a callback failed,
             # also if the command happened to finish first.
@@ -353,7 +353,7 @@ class BackgroundProcess:
             if not self._done.is_set():
                 self._stop_locked(signal.SIGTERM)
         self._wakeup.wake()
-        if self._exception_function is None:
+        if self._exception_function is None or not isinstance(exc, Exception):
             _LOG.error(
                 "a callback for command %r (pid %d) raised; the command was stopped",
                 list(self._command),
@@ -400,7 +400,12 @@ class BackgroundProcess:
                     if key.data == "wake":
                         self._wakeup.clear()
                     elif key.data == "exit":
+                        # The pidfd says the command exited. Reap it with a
+                        # blocking wait: on some kernels the status can lag
+                        # the notification by a moment, and a poll() that
+                        # came too early would leave nothing to wake us.
                         selector.unregister(key.fd)
+                        self._popen.wait()
                     elif key.data == "stdin" and self._write_input(key.fd):
                         selector.unregister(key.fd)
                         self._close_stdin()

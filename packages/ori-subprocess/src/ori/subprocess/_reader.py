@@ -65,7 +65,8 @@ class OutputReader:
     """Reads a command's output pipes in a thread of its own and calls back per line.
 
     *on_error* is called (in the reader thread) with the first exception a
-    callback or the decoder raises; after that, output is still read, so the
+    callback or the decoder raises (even a ``SystemExit`` from ``sys.exit()``:
+    there is nobody above this thread to hand it to); after that, output is still read, so the
     command never blocks on a full pipe, but no more callbacks run. *on_done*
     is called last, from the reader thread, after the pipes are closed.
     """
@@ -76,7 +77,7 @@ class OutputReader:
         *,
         encoding: str,
         errors: str,
-        on_error: Callable[[Exception], None],
+        on_error: Callable[[BaseException], None],
         on_done: Callable[[], None],
         name: str,
     ) -> None:
@@ -170,7 +171,7 @@ class OutputReader:
             lines = stream.splitter.feed(data)
             if lines:
                 self._sink.extend(map(stream.callback, lines))
-        except Exception as exc:
+        except BaseException as exc:  # reported through on_error
             self._fail(exc)
 
     def _finish(self, stream: _Stream) -> None:
@@ -179,12 +180,12 @@ class OutputReader:
                 lines = stream.splitter.finish()
                 if lines:
                     self._sink.extend(map(stream.callback, lines))
-        except Exception as exc:
+        except BaseException as exc:  # reported through on_error
             self._fail(exc)
         finally:
             stream.file.close()
 
-    def _fail(self, exc: Exception) -> None:
+    def _fail(self, exc: BaseException) -> None:
         self._failed = True
         self._on_error(exc)
 

@@ -81,7 +81,10 @@ def run_process_in_background(
             use :func:`shlex.split` to turn a command line into this form.
         stdout_function: called with each line of standard output.
         stderr_function: called with each line of standard error.
-        exception_function: called with the exception when a callback raises.
+        exception_function: called with the exception when a callback raises
+            (an ``Exception``; anything else, such as ``SystemExit`` from
+            ``sys.exit()`` in a callback, also stops the command but is only
+            logged).
         exit_code_on_killed: the :attr:`~BackgroundProcess.exitcode` reported
             when Ori stopped the command (terminate, kill, timeout, failed callback).
         cwd: working directory of the command; default: this process's.
