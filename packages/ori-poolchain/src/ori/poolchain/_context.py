@@ -6,8 +6,9 @@ the run. The context carries the output queue the last stage and every error
 report go to, and the ``stopping`` flag that close() raises before it wakes the
 lanes up.
 
-Messages between stages are batches ``(indices, values)``: two lists of equal
-length, the input positions and the stage's arguments. ``STOP`` in a stage's
+Messages between stages are batches ``(indices, values)``: the input positions
+(a ``range`` while they are contiguous, which keeps per-item costs off the hot
+path, else a list) and a list of the stage's arguments, of equal length. ``STOP`` in a stage's
 input queue tells one lane to exit.
 """
 
@@ -19,11 +20,19 @@ from typing import Any, Final, TypeAlias
 
 from ._errors import ErrorRecord
 
-Batch: TypeAlias = "tuple[list[int], list[Any]]"
+Indices: TypeAlias = "range | list[int]"
+Batch: TypeAlias = "tuple[Indices, list[Any]]"
 Message: TypeAlias = "Batch | ErrorRecord | None"
 STOP: Final = None
 
 _run_ids = itertools.count(1)
+
+
+def concat(first: Indices, second: Indices) -> Indices:
+    """The indices of two batches joined, staying a range when they touch."""
+    if type(first) is range and type(second) is range and first.stop == second.start:
+        return range(first.start, second.stop)
+    return [*first, *second]
 
 
 class RunContext:

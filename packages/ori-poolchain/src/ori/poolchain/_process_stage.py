@@ -42,7 +42,7 @@ from typing import Any
 from ori.errors import OriTimeoutError, OriWorkerCrashedError
 
 from ._chunking import process_sizer
-from ._context import STOP, RunContext
+from ._context import STOP, Indices, RunContext, concat
 from ._errors import ErrorRecord, StageLabel, format_exception_text, short_repr
 from ._stages import StageRuntime, StageSpec
 from ._worker import Reply, worker_main
@@ -187,7 +187,7 @@ class ProcessStage(StageRuntime):
                     if more is STOP:
                         return
                     assert isinstance(more, tuple)
-                    indices = indices + more[0]
+                    indices = concat(indices, more[0])
                     values = values + more[1]
                 if ctx.stopping:
                     return
@@ -197,13 +197,13 @@ class ProcessStage(StageRuntime):
             if worker is not None:
                 worker.stop(STOP_GRACE_SECONDS)
 
-    def _report_all(self, indices: list[int], values: list[Any], exc: BaseException) -> None:
+    def _report_all(self, indices: Indices, values: list[Any], exc: BaseException) -> None:
         """One failure for every item of a chunk (the same exception object)."""
         text = format_exception_text(exc)
         for index, value in zip(indices, values, strict=True):
             self.ctx.report(ErrorRecord(index, self.label, exc, short_repr(value), text))
 
-    def _dumps(self, indices: list[int], values: list[Any]) -> tuple[Any, list[int], list[Any]]:
+    def _dumps(self, indices: Indices, values: list[Any]) -> tuple[Any, Indices, list[Any]]:
         """Pickle a chunk; arguments that do not pickle are reported and dropped."""
         with contextlib.suppress(Exception):
             return ForkingPickler.dumps(values), indices, values
@@ -219,7 +219,7 @@ class ProcessStage(StageRuntime):
             keep_values.append(value)
         return ForkingPickler.dumps(keep_values), keep_indices, keep_values
 
-    def _run_chunk(self, lane: _Lane, indices: list[int], values: list[Any]) -> None:
+    def _run_chunk(self, lane: _Lane, indices: Indices, values: list[Any]) -> None:
         payload, indices, values = self._dumps(indices, values)
         if not indices:
             return
@@ -253,7 +253,7 @@ class ProcessStage(StageRuntime):
         self,
         lane: _Lane,
         worker: _Worker,
-        indices: list[int],
+        indices: Indices,
         values: list[Any],
         nbytes: int,
     ) -> None:
@@ -294,14 +294,14 @@ class ProcessStage(StageRuntime):
                     self._timed_out(lane, worker, indices, values, finished, position)
                     return
 
-    def _drain(self, conn: Connection, indices: list[int], values: list[Any], finished: int) -> int:
+    def _drain(self, conn: Connection, indices: Indices, values: list[Any], finished: int) -> int:
         """Deliver replies already in the pipe; the new ``finished`` position."""
         with contextlib.suppress(EOFError, OSError):
             while conn.poll():
                 finished = self._deliver(pickle.loads(conn.recv_bytes()), indices, values)
         return finished
 
-    def _deliver(self, reply: Reply, indices: list[int], values: list[Any]) -> int:
+    def _deliver(self, reply: Reply, indices: Indices, values: list[Any]) -> int:
         first, results, errors, _, _ = reply
         end = first + len(results)
         if errors:
@@ -325,7 +325,7 @@ class ProcessStage(StageRuntime):
             self.outlet.put(indices[first:end], results)
         return end
 
-    def _requeue(self, indices: list[int], values: list[Any], positions: list[int]) -> None:
+    def _requeue(self, indices: Indices, values: list[Any], positions: list[int]) -> None:
         if positions and not self.ctx.stopping:
             self.in_queue.put(([indices[p] for p in positions], [values[p] for p in positions]))
 
@@ -333,7 +333,7 @@ class ProcessStage(StageRuntime):
         self,
         lane: _Lane,
         worker: _Worker,
-        indices: list[int],
+        indices: Indices,
         values: list[Any],
         finished: int,
         position: int,
@@ -358,7 +358,7 @@ class ProcessStage(StageRuntime):
         self,
         lane: _Lane,
         worker: _Worker,
-        indices: list[int],
+        indices: Indices,
         values: list[Any],
         finished: int,
     ) -> None:

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import itertools
 import queue
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -86,20 +87,14 @@ class _Closer:
         self._closed = True
 
 
-class PoolChainRun(Iterator[Any]):
-    """The iterator returned by :meth:`PoolChain.execute_lazy`: one running chain.
+class _Engine:
+    """The consumer's side of a run: source, window, reorder buffer, error policy.
 
-    Iterate it from one thread at a time. Each ``next()`` blocks until the next
-    result is ready (input order by default, completion order for
-    ``ordered=False``). Work starts as soon as the run is created and proceeds
-    while the caller is busy, up to ``max_in_flight`` items ahead.
-
-    The run ends, and every thread and worker process it started is stopped,
-    when the results run out, when a stage raises (the exception is re-raised
-    from ``next()``), on :meth:`close`, on leaving a ``with`` block, on
-    KeyboardInterrupt inside ``next()``, or when the iterator is garbage
-    collected (e.g. after ``break`` out of a ``for`` loop). After that,
-    ``next()`` raises StopIteration.
+    It hands results out a batch (a list) at a time through :meth:`next_batch`;
+    the run's generator yields the items of each batch, so the per-item cost of
+    iterating is that of a generator over a list. Nothing here refers to the
+    :class:`PoolChainRun` or its generator, so when the user drops both, the
+    engine is collected and its finalizer closes the run.
     """
 
     def __init__(
@@ -110,9 +105,9 @@ class PoolChainRun(Iterator[Any]):
         ordered: bool,
         max_in_flight: int | None,
     ) -> None:
-        self._ctx = ctx = RunContext()
+        self.ctx = ctx = RunContext()
         total = len(specs)
-        self._stages = stages = [
+        self.stages = stages = [
             _build(spec, number, total, ctx) for number, spec in enumerate(specs, 1)
         ]
         for stage, downstream in zip(stages, [*stages[1:], None], strict=True):
@@ -128,16 +123,17 @@ class PoolChainRun(Iterator[Any]):
         # Stages whose deadlines the consumer watches (thread stages with a timeout).
         self._watch = [stage for stage in stages if stage.next_deadline() is not None]
         self._next_check = 0.0
-        self._ready: collections.deque[Any] = collections.deque()
-        self._pending: dict[int, Any] = {}
+        self._ready: collections.deque[list[Any]] = collections.deque()
+        self._pending: dict[int, Any] = {}  # index -> result or _Failed
+        self._runs: dict[int, tuple[int, list[Any]]] = {}  # start -> (stop, results)
         self._next_index = 0  # ordered: the next index to move to _ready
         self._pulled = 0
-        self._delivered = 0  # results moved to _ready so far
+        self._handed_out = 0  # items in batches returned by next_batch()
         self._exhausted = False
         self._stop_pulling = False
         self._source_error: Exception | None = None
         self._failure: ErrorRecord | None = None
-        self._closed = False
+        self.closed = False
         try:
             # Worker processes first: under the fork start method the run then
             # forks before it has any thread of its own.
@@ -150,36 +146,33 @@ class PoolChainRun(Iterator[Any]):
             self.close()
             raise
 
-    # -- iteration ----------------------------------------------------------
+    def next_batch(self) -> list[Any] | None:
+        """The next non-empty list of results, or None when the run is over.
 
-    def __iter__(self) -> PoolChainRun:
-        return self
-
-    def __next__(self) -> Any:
-        ready = self._ready
-        if ready:
-            return ready.popleft()
-        return self._next_slow()
-
-    def _next_slow(self) -> Any:
-        if self._closed:
-            raise StopIteration
+        Blocks until results are ready. Raises the failure the policy says to
+        raise, or the source's exception once everything before it is out.
+        Any exception (KeyboardInterrupt included) closes the run first.
+        """
+        if self.closed:
+            return None
         ready = self._ready
         try:
             while True:
                 self._fill()
                 self._drain()
                 if ready:
-                    return ready.popleft()
+                    batch = ready.popleft()
+                    self._handed_out += len(batch)
+                    return batch
                 if self._failure is not None:
                     raise self._raise_failure()
-                if self._exhausted and self._pulled == self._delivered:
+                if self._exhausted and self._pulled == self._handed_out:
                     error = self._source_error
                     self.close()
                     if error is not None:
                         self._source_error = None
                         raise error
-                    raise StopIteration
+                    return None
                 self._wait()
         except BaseException:
             self.close()
@@ -188,51 +181,56 @@ class PoolChainRun(Iterator[Any]):
     def _window(self) -> int:
         if self._fixed_window is not None:
             return self._fixed_window
-        return max(MIN_WINDOW, 2 * sum(stage.capacity() for stage in self._stages))
+        return max(MIN_WINDOW, 2 * sum(stage.capacity() for stage in self.stages))
 
     def _fill(self, first: bool = False) -> None:
-        """Pull source items while the window has room (backpressure lives here)."""
+        """Pull source items while the window has room (backpressure lives here).
+
+        Items are pulled in slices of the first stage's batch size and each
+        slice goes to it as one batch. A slow source does not hold back results
+        that are already waiting: after a couple of milliseconds of pulling,
+        filling stops if there is output (or, at start, at once).
+        """
         if self._exhausted or self._stop_pulling:
             return
-        room = self._window() - (self._pulled - self._delivered + len(self._ready))
+        room = self._window() - (self._pulled - self._handed_out)
         if room <= 0:
             return
-        stage = self._stages[0]
+        stage = self.stages[0]
         hint = stage.sizer.size
+        source = self._source
         index = self._pulled
-        values: list[Any] = []
         clock = time.perf_counter
         deadline = clock() + FILL_SLICE_SECONDS
-        out_queue = self._ctx.out_queue
+        out_queue = self.ctx.out_queue
         try:
-            for value in self._source:
-                values.append(value)
-                room -= 1
-                if len(values) >= hint:
-                    stage.submit((list(range(index, index + len(values))), values))
-                    index += len(values)
-                    values = []
-                if room <= 0:
+            while room > 0:
+                take = room if room < hint else hint
+                values: list[Any] = []
+                try:
+                    values.extend(itertools.islice(source, take))
+                finally:  # keep what was read even if the source raised
+                    got = len(values)
+                    if got:
+                        stage.submit((range(index, index + got), values))
+                        index += got
+                        room -= got
+                if got < take:
+                    self._exhausted = True
                     break
                 if clock() > deadline:
-                    # A slow source must not hold back results already waiting.
                     if first or not out_queue.empty():
                         break
                     deadline = clock() + FILL_SLICE_SECONDS
-            else:
-                self._exhausted = True
-        except Exception as exc:  # the source failed: report it after what came before
+        except Exception as exc:  # the source failed: raise it after what came before
             self._source_error = exc
             self._exhausted = True
         finally:
-            if values:
-                stage.submit((list(range(index, index + len(values))), values))
-                index += len(values)
             self._pulled = index
 
     def _drain(self) -> None:
         """Accept everything already in the output queue, without blocking."""
-        get = self._ctx.out_queue.get_nowait
+        get = self.ctx.out_queue.get_nowait
         with contextlib.suppress(queue.Empty):
             while True:
                 self._accept(get())
@@ -245,12 +243,12 @@ class PoolChainRun(Iterator[Any]):
         if self._watch:
             wait_for = max(0.0, min(wait_for, self._next_check - time.monotonic()))
         try:
-            message = self._ctx.out_queue.get(timeout=wait_for)
+            message = self.ctx.out_queue.get(timeout=wait_for)
         except queue.Empty:
             if self._watch:
                 self._check_deadlines()
-            for stage in self._stages:
-                if not stage.lanes_alive() and not self._ctx.stopping:
+            for stage in self.stages:
+                if not stage.lanes_alive() and not self.ctx.stopping:
                     raise OriError(
                         f"internal error: a lane of {stage.label} stopped unexpectedly; "
                         "please report this as an Ori bug"
@@ -275,37 +273,49 @@ class PoolChainRun(Iterator[Any]):
             return
         indices, values = message
         if not self._ordered:
-            self._ready.extend(values)
-            self._delivered += len(values)
+            self._ready.append(values)
+            return
+        if type(indices) is range:
+            # Contiguous batches wait whole, keyed by their first index: the
+            # reorder costs one dict operation per batch, not per item.
+            if indices.start == self._next_index and self._failure is None:
+                self._ready.append(values)
+                self._next_index = indices.stop
+                if self._runs or self._pending:
+                    self._advance()
+            else:
+                self._runs[indices.start] = (indices.stop, values)
             return
         pending = self._pending
-        start = self._next_index
-        if (
-            not pending
-            and indices[0] == start
-            and indices == list(range(start, start + len(indices)))
-        ):
-            self._ready.extend(values)
-            self._delivered += len(values)
-            self._next_index = start + len(indices)
-            return
         for index, value in zip(indices, values, strict=True):
             pending[index] = value
         self._advance()
 
     def _advance(self) -> None:
-        """Move results that are next in input order from the buffer to _ready."""
+        """Move results that are next in input order from the buffers to _ready."""
         pending = self._pending
+        runs = self._runs
         ready = self._ready
         index = self._next_index
-        while self._failure is None and index in pending:
-            value = pending.pop(index)
-            if type(value) is _Failed:
-                self._failure = value.record
+        batch: list[Any] = []
+        while self._failure is None:
+            if index in runs:
+                if batch:
+                    ready.append(batch)
+                    batch = []
+                index, values = runs.pop(index)
+                ready.append(values)
+            elif index in pending:
+                value = pending.pop(index)
+                if type(value) is _Failed:
+                    self._failure = value.record
+                    break
+                batch.append(value)
+                index += 1
+            else:
                 break
-            ready.append(value)
-            self._delivered += 1
-            index += 1
+        if batch:
+            ready.append(batch)
         self._next_index = index
 
     # -- the error policy: the one place that decides what a failure does ------
@@ -327,7 +337,61 @@ class PoolChainRun(Iterator[Any]):
         self.close()
         return exception_for(record)
 
-    # -- teardown -----------------------------------------------------------
+    def close(self) -> None:
+        self.closed = True
+        self._ready.clear()
+        self._pending.clear()
+        self._runs.clear()
+        self._closer.close()
+        self._finalizer.detach()
+
+
+def _results(engine: _Engine) -> Generator[Any, None, None]:
+    """Yield every result of *engine*, a batch at a time."""
+    next_batch = engine.next_batch
+    while True:
+        batch = next_batch()
+        if batch is None:
+            return
+        yield from batch
+
+
+class PoolChainRun(Iterator[Any]):
+    """The iterator returned by :meth:`PoolChain.execute_lazy`: one running chain.
+
+    Iterate it from one thread at a time. Each ``next()`` blocks until the next
+    result is ready (input order by default, completion order for
+    ``ordered=False``). Work starts as soon as the run is created and goes on
+    while the caller is busy, up to ``max_in_flight`` items ahead.
+
+    ``iter(run)`` returns the run's internal generator rather than the run
+    itself, so that ``for`` loops pay generator speed per item; both share one
+    position, and ``next(run)`` works as well.
+
+    The run ends, and every thread and worker process it started is stopped,
+    when the results run out, when a stage raises (the exception is re-raised
+    from ``next()``), on :meth:`close`, on leaving a ``with`` block, on
+    KeyboardInterrupt inside ``next()``, or when the run is garbage collected
+    (e.g. after ``break`` out of a ``for`` loop). After that, ``next()``
+    raises StopIteration.
+    """
+
+    def __init__(
+        self,
+        specs: Sequence[StageSpec],
+        source: Iterator[Any],
+        *,
+        ordered: bool,
+        max_in_flight: int | None,
+    ) -> None:
+        self._engine = _Engine(specs, source, ordered=ordered, max_in_flight=max_in_flight)
+        self._results = _results(self._engine)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._results
+
+    def __next__(self) -> Any:
+        return next(self._results)
 
     def close(self) -> None:
         """Stop the run and everything it started; idempotent, any thread.
@@ -336,13 +400,11 @@ class PoolChainRun(Iterator[Any]):
         seconds: busy worker processes are terminated, idle ones are told to
         exit. A thread-stage call that is still running cannot be interrupted;
         its (daemon) thread exits as soon as the call returns and the result is
-        discarded.
+        discarded. Results not yet taken are dropped.
         """
-        self._closed = True
-        self._ready.clear()
-        self._pending.clear()
-        self._closer.close()
-        self._finalizer.detach()
+        self._engine.close()
+        with contextlib.suppress(ValueError):  # the generator is running in another thread
+            self._results.close()
 
     def __enter__(self) -> PoolChainRun:
         return self
@@ -356,8 +418,9 @@ class PoolChainRun(Iterator[Any]):
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "running"
-        return f"<PoolChainRun {self._ctx.name} {state}, {len(self._stages)} stages>"
+        state = "closed" if self._engine.closed else "running"
+        stages = len(self._engine.stages)
+        return f"<PoolChainRun {self._engine.ctx.name} {state}, {stages} stages>"
 
 
 def start_run(

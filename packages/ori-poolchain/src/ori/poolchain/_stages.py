@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ._chunking import Sizer
-from ._context import Batch, Message, RunContext
+from ._context import Batch, Indices, Message, RunContext
 from ._errors import StageLabel
 
 StageKind = Literal["thread", "process", "executor"]
@@ -101,7 +101,7 @@ class Outlet:
         self._queue = target
         self._sizer = sizer
 
-    def put(self, indices: list[int], values: list[Any]) -> None:
+    def put(self, indices: Indices, values: list[Any]) -> None:
         sizer = self._sizer
         if sizer is None or len(indices) <= sizer.size:
             self._queue.put((indices, values))

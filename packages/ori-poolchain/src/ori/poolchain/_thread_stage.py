@@ -25,7 +25,7 @@ from typing import Any
 from ori.errors import OriTimeoutError
 
 from ._chunking import thread_sizer
-from ._context import STOP, RunContext
+from ._context import STOP, Indices, RunContext
 from ._errors import ErrorRecord, StageLabel, short_repr
 from ._stages import StageRuntime, StageSpec
 
@@ -80,50 +80,80 @@ class ThreadStage(StageRuntime):
         lane.thread.start()
 
     def _lane_main(self, lane: _Lane) -> None:
-        function = self.spec.function
-        timeout = self.spec.timeout
         get = self.in_queue.get
         ctx = self.ctx
-        report = ctx.report
-        label = self.label
-        sizer = self.sizer
-        clock = time.perf_counter
+        timed = self.spec.timeout is not None
         while True:
             message = get()
             if message is STOP or ctx.stopping:
                 return
             assert isinstance(message, tuple)
             indices, values = message
-            done_indices: list[int] = []
-            done_values: list[Any] = []
-            started = clock()
-            for position, value in enumerate(values):
-                index = indices[position]
-                token: _Token | None = None
-                if timeout is not None:
-                    token = (index, value, time.monotonic())
-                    lane.current = token
-                try:
-                    result = function(value)
-                except BaseException as exc:
-                    if token is not None and not lane.finish(token):
-                        self._retire(indices, values, position, done_indices, done_values)
-                        return
-                    report(ErrorRecord(index, label, exc, short_repr(value)))
-                    del exc
-                    continue
-                if token is not None and not lane.finish(token):
-                    self._retire(indices, values, position, done_indices, done_values)
+            if timed:
+                if not self._run_timed(lane, indices, values):
                     return
-                done_indices.append(index)
-                done_values.append(result)
-            sizer.report(len(values), clock() - started)
-            if done_indices:
-                self.outlet.put(done_indices, done_values)
+            else:
+                self._run_batch(indices, values)
+
+    def _run_batch(self, indices: Indices, values: list[Any]) -> None:
+        """The hot path: call the function on each value, no timeout to watch."""
+        function = self.spec.function
+        results: list[Any] = []
+        append = results.append
+        failed: list[int] = []
+        items = iter(values)
+        started = time.perf_counter()
+        while True:
+            try:
+                for value in items:
+                    append(function(value))
+                break
+            except BaseException as exc:
+                position = len(results)
+                append(None)
+                failed.append(position)
+                value = values[position]
+                self.ctx.report(ErrorRecord(indices[position], self.label, exc, short_repr(value)))
+                del exc
+        self.sizer.report(len(values), time.perf_counter() - started)
+        if not failed:
+            self.outlet.put(indices, results)
+        elif len(failed) < len(values):
+            skip = set(failed)
+            keep = [p for p in range(len(values)) if p not in skip]
+            self.outlet.put([indices[p] for p in keep], [results[p] for p in keep])
+
+    def _run_timed(self, lane: _Lane, indices: Indices, values: list[Any]) -> bool:
+        """Run a batch publishing each call for the watchdog; False if retired."""
+        function = self.spec.function
+        report = self.ctx.report
+        done_indices: list[int] = []
+        done_values: list[Any] = []
+        for position, value in enumerate(values):
+            index = indices[position]
+            token = (index, value, time.monotonic())
+            lane.current = token
+            try:
+                result = function(value)
+            except BaseException as exc:
+                if not lane.finish(token):
+                    self._retire(indices, values, position, done_indices, done_values)
+                    return False
+                report(ErrorRecord(index, self.label, exc, short_repr(value)))
+                del exc
+                continue
+            if not lane.finish(token):
+                self._retire(indices, values, position, done_indices, done_values)
+                return False
+            done_indices.append(index)
+            done_values.append(result)
+        if done_indices:
+            self.outlet.put(done_indices, done_values)
+        return True
 
     def _retire(
         self,
-        indices: list[int],
+        indices: Indices,
         values: list[Any],
         position: int,
         done_indices: list[int],
