@@ -131,11 +131,13 @@ def run_process_in_background(
     assert grace is not None
     encoding, errors = check_encoding(encoding, errors)
     env = check_env(env)
-    stdin_source, pipe_input = check_stdin(stdin, input)
+    stdin_source, _ = check_stdin(stdin, input)
     check_bool(kill_on_parent_death, "kill_on_parent_death")
     input_data: bytes | None = None
-    if pipe_input:
-        input_data = input.encode(encoding, errors) if isinstance(input, str) else bytes(input)  # type: ignore[arg-type]
+    if isinstance(input, str):
+        input_data = input.encode(encoding, errors)
+    elif input is not None:
+        input_data = bytes(input)
 
     popen = subprocess.Popen(
         argv,
