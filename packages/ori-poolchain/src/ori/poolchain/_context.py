@@ -18,12 +18,13 @@ import itertools
 import queue
 from typing import Any, Final, TypeAlias
 
-from ._errors import ErrorRecord
+from ._errors import ErrorRecord, StageLabel
 
 Indices: TypeAlias = "range | list[int]"
 Batch: TypeAlias = "tuple[Indices, list[Any]]"
 Message: TypeAlias = "Batch | ErrorRecord | None"
 STOP: Final = None
+RUN_FAILURE: Final = -1  # ErrorRecord.index of a failure that is not one item's
 
 _run_ids = itertools.count(1)
 
@@ -50,3 +51,8 @@ class RunContext:
     def report(self, record: ErrorRecord) -> None:
         """Send one failed item to the consumer (any thread)."""
         self.out_queue.put(record)
+
+    def fail(self, stage: StageLabel, exc: BaseException) -> None:
+        """Fail the whole run: a lane hit an unexpected error (an Ori bug)."""
+        if not self.stopping:
+            self.out_queue.put(ErrorRecord(RUN_FAILURE, stage, exc, "", annotate=False))

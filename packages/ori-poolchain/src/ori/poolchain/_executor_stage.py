@@ -59,22 +59,25 @@ class ExecutorStage(StageRuntime):
         executor = self._executor
         assert executor is not None
         ctx = self.ctx
-        while True:
-            message = self.in_queue.get()
-            if message is STOP or ctx.stopping:
-                return
-            assert isinstance(message, tuple)
-            done_indices: list[int] = []
-            done_values: list[Any] = []
-            for index, value in zip(*message, strict=True):
-                outcome = self._call(executor, index, value)
-                if outcome is _STOPPED:
+        try:
+            while True:
+                message = self.in_queue.get()
+                if message is STOP or ctx.stopping:
                     return
-                if outcome is not _FAILED:
-                    done_indices.append(index)
-                    done_values.append(outcome)
-            if done_indices:
-                self.outlet.put(done_indices, done_values)
+                assert isinstance(message, tuple)
+                done_indices: list[int] = []
+                done_values: list[Any] = []
+                for index, value in zip(*message, strict=True):
+                    outcome = self._call(executor, index, value)
+                    if outcome is _STOPPED:
+                        return
+                    if outcome is not _FAILED:
+                        done_indices.append(index)
+                        done_values.append(outcome)
+                if done_indices:
+                    self.outlet.put(done_indices, done_values)
+        except BaseException as exc:  # an Ori bug: fail the run rather than hang it
+            ctx.fail(self.label, exc)
 
     def _call(self, executor: concurrent.futures.Executor, index: int, value: Any) -> Any:
         try:

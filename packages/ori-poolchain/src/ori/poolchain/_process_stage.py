@@ -192,6 +192,8 @@ class ProcessStage(StageRuntime):
                 if ctx.stopping:
                     return
                 self._run_chunk(lane, indices, values)
+        except BaseException as exc:  # an Ori bug: fail the run rather than hang it
+            ctx.fail(self.label, exc)
         finally:
             worker, lane.worker = lane.worker, None
             if worker is not None:
@@ -270,9 +272,14 @@ class ProcessStage(StageRuntime):
             ready = multiprocessing.connection.wait([conn, sentinel], wait_for)
             if conn in ready:
                 try:
-                    reply: Reply = pickle.loads(conn.recv_bytes())
+                    data = conn.recv_bytes()
                 except (EOFError, OSError):
                     self._lost_worker(lane, worker, indices, values, finished)
+                    return
+                try:
+                    reply: Reply = pickle.loads(data)
+                except Exception as exc:
+                    self._unreadable_reply(lane, worker, indices, values, finished, exc)
                     return
                 finished = self._deliver(reply, indices, values)
                 if reply[4]:
@@ -296,10 +303,36 @@ class ProcessStage(StageRuntime):
 
     def _drain(self, conn: Connection, indices: Indices, values: list[Any], finished: int) -> int:
         """Deliver replies already in the pipe; the new ``finished`` position."""
-        with contextlib.suppress(EOFError, OSError):
+        with contextlib.suppress(Exception):
             while conn.poll():
                 finished = self._deliver(pickle.loads(conn.recv_bytes()), indices, values)
         return finished
+
+    def _unreadable_reply(
+        self,
+        lane: _Lane,
+        worker: _Worker,
+        indices: Indices,
+        values: list[Any],
+        finished: int,
+        exc: Exception,
+    ) -> None:
+        """A reply that does not unpickle here fails the items it may carry.
+
+        The worker is replaced: where it is in the chunk is no longer known.
+        """
+        lane.worker = None
+        worker.kill()
+        if self.ctx.stopping:
+            return
+        text = (
+            "A reply from the worker process could not be unpickled in the parent:\n"
+            + format_exception_text(exc)
+        )
+        for position in range(finished, len(values)):
+            self.ctx.report(
+                ErrorRecord(indices[position], self.label, exc, short_repr(values[position]), text)
+            )
 
     def _deliver(self, reply: Reply, indices: Indices, values: list[Any]) -> int:
         first, results, errors, _, _ = reply

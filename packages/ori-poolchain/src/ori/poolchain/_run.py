@@ -34,7 +34,7 @@ from typing import Any
 
 from ori.errors import OriError
 
-from ._context import Batch, RunContext
+from ._context import RUN_FAILURE, Batch, RunContext
 from ._errors import ErrorRecord, exception_for
 from ._executor_stage import ExecutorStage
 from ._process_stage import ProcessStage
@@ -324,7 +324,10 @@ class _Engine:
         # Raise: the run ends at the first failed item in delivery order, so no
         # further input is needed.
         self._stop_pulling = True
-        if self._ordered:
+        if record.index == RUN_FAILURE:  # not one item's failure: raise it now
+            self._ready.clear()
+            self._failure = record
+        elif self._ordered:
             self._pending[record.index] = _Failed(record)
             self._advance()
         elif self._failure is None:

@@ -69,9 +69,7 @@ class StageSpec:
 
     @property
     def function_name(self) -> str:
-        name = getattr(self.function, "__qualname__", None) or getattr(
-            self.function, "__name__", None
-        )
+        name = getattr(self.function, "__name__", None)
         return str(name) if name else type(self.function).__name__
 
     @property

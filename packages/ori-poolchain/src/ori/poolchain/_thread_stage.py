@@ -83,17 +83,20 @@ class ThreadStage(StageRuntime):
         get = self.in_queue.get
         ctx = self.ctx
         timed = self.spec.timeout is not None
-        while True:
-            message = get()
-            if message is STOP or ctx.stopping:
-                return
-            assert isinstance(message, tuple)
-            indices, values = message
-            if timed:
-                if not self._run_timed(lane, indices, values):
+        try:
+            while True:
+                message = get()
+                if message is STOP or ctx.stopping:
                     return
-            else:
-                self._run_batch(indices, values)
+                assert isinstance(message, tuple)
+                indices, values = message
+                if timed:
+                    if not self._run_timed(lane, indices, values):
+                        return
+                else:
+                    self._run_batch(indices, values)
+        except BaseException as exc:  # an Ori bug: fail the run rather than hang it
+            ctx.fail(self.label, exc)
 
     def _run_batch(self, indices: Indices, values: list[Any]) -> None:
         """The hot path: call the function on each value, no timeout to watch."""
@@ -200,8 +203,10 @@ class ThreadStage(StageRuntime):
                 self._start_lane()
 
     def finish_stop(self, deadline: float) -> None:
+        # Lanes retired by a timeout are stuck in a call that nothing can end:
+        # they are left to exit on their own whenever it returns.
         current = threading.current_thread()
-        for lane in [*self._lanes, *self._retired]:
+        for lane in self._lanes:
             thread = lane.thread
             if thread is None or thread is current:
                 continue

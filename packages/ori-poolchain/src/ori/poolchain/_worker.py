@@ -133,6 +133,10 @@ def _run_chunk(
 
 
 def _send(conn: Connection, reply: Reply) -> None:
+    first, results, errors, seconds, done = reply
+    if errors:  # exceptions must survive the round trip, not only the pickling
+        errors = [(position, _portable_exception(exc), text) for position, exc, text in errors]
+        reply = (first, results, errors, seconds, done)
     try:
         payload = ForkingPickler.dumps(reply)
     except Exception:

@@ -1,0 +1,184 @@
+"""How failures reach the caller: type, note, remote traceback, position, timeouts."""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import threading
+import time
+import traceback
+
+import poolchain_workers as workers
+import pytest
+
+from ori.errors import OriError, OriTimeoutError, OriWorkerCrashedError
+from ori.poolchain import PoolChain
+
+
+def notes(exc: BaseException) -> str:
+    return "\n".join(getattr(exc, "__notes__", []))
+
+
+def test_thread_stage_error_keeps_type_and_gets_a_note() -> None:
+    chain = PoolChain().add_threadpool(workers.double).add_threadpool(workers.fail_on_three)
+    with pytest.raises(ValueError, match="three is not allowed") as info:
+        chain.execute_eager([0, 1, 1.5, 2, 4])
+    note = notes(info.value)
+    assert "stage 2/2 (thread pool, fail_on_three) on input item 2: 3.0" in note
+    text = "".join(traceback.format_exception(info.value))
+    assert "def fail_on_three" in text or "fail_on_three" in text
+
+
+def test_process_stage_error_chains_the_remote_traceback() -> None:
+    chain = PoolChain().add_processpool(workers.fail_on_three, max_workers=2)
+    with pytest.raises(ValueError, match="three is not allowed") as info:
+        chain.execute_eager(range(10))
+    exc = info.value
+    assert "stage 1/1 (process pool, fail_on_three) on input item 3: 3" in notes(exc)
+    cause = exc.__cause__
+    assert isinstance(cause, OriError)
+    assert "Traceback (most recent call last)" in str(cause)
+    assert 'raise ValueError(f"three is not allowed' in str(cause)
+    assert "poolchain_workers.py" in str(cause)
+
+
+def test_error_surfaces_at_its_position_in_ordered_mode() -> None:
+    release = threading.Event()
+
+    def slow_first(x: int) -> int:
+        if x == 0:
+            release.wait(30)
+        return workers.fail_on_three(x)
+
+    chain = PoolChain().add_threadpool(slow_first, max_workers=4)
+    run = chain.execute_lazy(range(6))
+    release.set()
+    got: list[int] = []
+    with pytest.raises(ValueError):
+        got.extend(run)
+    assert got == [0, 1, 2]
+    with pytest.raises(StopIteration):
+        next(run)
+
+
+def test_first_failure_in_input_order_wins() -> None:
+    chain = PoolChain().add_processpool(workers.fail_on_negative, max_workers=2, chunksize=1)
+    with pytest.raises(ValueError, match=r"negative: -1(\n|$)"):
+        chain.execute_eager([0, 1, -1, 2, -2, -3])
+    with pytest.raises(ValueError, match=r"negative: -1(\n|$)"):
+        chain.execute_eager_single_threaded([0, 1, -1, 2, -2, -3])
+
+
+def test_unordered_mode_raises_a_failure() -> None:
+    chain = PoolChain().add_threadpool(workers.fail_on_multiple_of_seven, max_workers=3)
+    with pytest.raises(KeyError):
+        chain.execute_eager(range(1, 100), ordered=False)
+
+
+def test_single_threaded_error_has_the_same_note() -> None:
+    chain = PoolChain().add_threadpool(workers.increment).add_processpool(workers.fail_on_three)
+    with pytest.raises(ValueError) as concurrent_info:
+        chain.execute_eager([0, 1, 2, 5])
+    with pytest.raises(ValueError) as single_info:
+        chain.execute_eager_single_threaded([0, 1, 2, 5])
+    assert notes(concurrent_info.value) == notes(single_info.value)
+    assert "stage 2/2 (process pool, fail_on_three) on input item 2: 3" in notes(single_info.value)
+
+
+def test_long_arguments_are_shortened_in_the_note() -> None:
+    chain = PoolChain().add_threadpool(workers.fail_on_negative)
+    with pytest.raises(TypeError) as info:
+        chain.execute_eager(["x" * 10_000])
+    note = notes(info.value)
+    assert len(note) < 300
+    assert "'xxxx" in note
+
+
+def test_unpicklable_result_is_reported_as_that_items_error() -> None:
+    chain = PoolChain().add_processpool(workers.return_unpicklable, max_workers=1)
+    with pytest.raises(TypeError, match="pickle") as info:
+        chain.execute_eager([1, 2])
+    assert "on input item 0" in notes(info.value)
+    assert "cannot be pickled" in str(info.value.__cause__)
+
+
+def test_unpicklable_argument_is_reported() -> None:
+    chain = PoolChain().add_processpool(workers.to_str, max_workers=1)
+    with pytest.raises(TypeError, match="pickle") as info:
+        chain.execute_eager([1, threading.Lock(), 3])
+    assert "on input item 1" in notes(info.value)
+
+
+def test_unpicklable_exception_becomes_ori_error() -> None:
+    with pytest.raises(TypeError):
+        pickle.loads(pickle.dumps(workers.NeedsTwoArgs(1, 2)))
+    chain = PoolChain().add_processpool(workers.raise_unpicklable_exception, max_workers=1)
+    with pytest.raises(OriError, match="NeedsTwoArgs: 4-4") as caught:
+        chain.execute_eager([4])
+    assert "could not be sent from the worker process" in str(caught.value)
+
+
+def test_thread_stage_timeout_is_reported_promptly() -> None:
+    release = threading.Event()
+
+    def stuck_on_two(x: int) -> int:
+        if x == 2:
+            release.wait(60)
+        return x
+
+    chain = PoolChain().add_threadpool(stuck_on_two, max_workers=2, timeout=0.3)
+    started = time.monotonic()
+    try:
+        with pytest.raises(OriTimeoutError, match="did not finish input item 2 within") as info:
+            chain.execute_eager(range(5))
+        assert time.monotonic() - started < 20
+        assert isinstance(info.value, TimeoutError)
+        assert "stage 1/1 (thread pool, stuck_on_two)" in str(info.value)
+    finally:
+        release.set()
+
+
+def test_thread_stage_timeout_does_not_hit_fast_items() -> None:
+    chain = PoolChain().add_threadpool(workers.sleepy_identity, max_workers=2, timeout=30)
+    assert chain.execute_eager(range(20)) == list(range(20))
+
+
+def test_process_stage_timeout_kills_the_worker() -> None:
+    chain = PoolChain().add_processpool(workers.hang_on_two, max_workers=2, timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(OriTimeoutError, match="did not finish input item 2 within") as info:
+        chain.execute_eager(range(6))
+    assert time.monotonic() - started < 30
+    assert "was killed and replaced" in str(info.value)
+    # The no_leaks fixture checks that the stuck worker is gone.
+
+
+def test_process_stage_timeout_on_a_chunk_item() -> None:
+    chain = PoolChain().add_processpool(
+        workers.hang_on_two, max_workers=1, chunksize=5, timeout=0.5
+    )
+    with pytest.raises(OriTimeoutError, match="input item 2"):
+        chain.execute_eager(range(10))
+
+
+def test_worker_crash_is_reported() -> None:
+    chain = PoolChain().add_processpool(workers.exit_on_two, max_workers=2)
+    with pytest.raises(OriWorkerCrashedError, match="while running input item 2") as info:
+        chain.execute_eager(range(6))
+    assert "exit code 7" in str(info.value)
+
+
+def test_worker_crash_inside_a_chunk_names_the_item() -> None:
+    chain = PoolChain().add_processpool(workers.exit_on_two, max_workers=1, chunksize=6)
+    with pytest.raises(OriWorkerCrashedError, match="while running input item 2"):
+        chain.execute_eager(range(6))
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="notes are printed from 3.11")
+def test_printed_traceback_shows_note_and_worker_frames() -> None:
+    chain = PoolChain().add_processpool(workers.fail_on_three, max_workers=1)
+    with pytest.raises(ValueError) as info:
+        chain.execute_eager([3])
+    text = "".join(traceback.format_exception(info.value))
+    assert "The above exception was the direct cause" in text
+    assert "ori.poolchain: raised in stage 1/1" in text

@@ -1,0 +1,172 @@
+"""Streaming: stages overlap, infinite inputs, bounded read-ahead, source errors."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterator
+
+import poolchain_workers as workers
+import pytest
+
+from ori.poolchain import PoolChain
+
+
+def test_an_item_moves_on_before_the_next_one_is_done() -> None:
+    # Item 1 in stage 1 waits until stage 2 has seen item 0: only a streaming
+    # engine (item 0 leaves stage 1 while item 1 is still in it) can finish.
+    second_stage_saw_zero = threading.Event()
+
+    def first(x: int) -> int:
+        if x == 1:
+            assert second_stage_saw_zero.wait(30), "item 0 did not stream on"
+        return x
+
+    def second(x: int) -> int:
+        if x == 0:
+            second_stage_saw_zero.set()
+        return x
+
+    chain = PoolChain().add_threadpool(first, max_workers=1).add_threadpool(second, max_workers=1)
+    assert chain.execute_eager([0, 1, 2]) == [0, 1, 2]
+    assert second_stage_saw_zero.is_set()
+
+
+def test_first_result_comes_before_the_input_is_read() -> None:
+    pulled: list[int] = []
+    release = threading.Event()
+
+    def source() -> Iterator[int]:
+        for i in itertools.count():
+            pulled.append(i)
+            yield i
+
+    def gate(x: int) -> int:
+        if x > 0:
+            release.wait(30)
+        return x
+
+    with (
+        PoolChain()
+        .add_threadpool(gate, max_workers=2)
+        .execute_lazy(source(), max_in_flight=8) as run
+    ):
+        assert next(run) == 0
+        assert len(pulled) <= 8 + 1, "read-ahead must stop at max_in_flight"
+        release.set()
+        assert [next(run) for _ in range(5)] == [1, 2, 3, 4, 5]
+
+
+def test_infinite_input_with_processes_and_threads() -> None:
+    chain = (
+        PoolChain()
+        .add_threadpool(workers.increment, max_workers=2)
+        .add_processpool(workers.double, max_workers=2)
+        .add_threadpool(workers.negate, max_workers=2)
+    )
+    run = chain.execute_lazy(itertools.count())
+    results = list(itertools.islice(run, 3000))
+    run.close()
+    assert results == [-2 * (x + 1) for x in range(3000)]
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_read_ahead_never_exceeds_max_in_flight(ordered: bool) -> None:
+    pulled = 0
+
+    def source() -> Iterator[int]:
+        nonlocal pulled
+        for i in range(2000):
+            pulled += 1
+            yield i
+
+    taken = 0
+    chain = (
+        PoolChain()
+        .add_threadpool(workers.increment, max_workers=3)
+        .add_threadpool(workers.double, max_workers=2)
+    )
+    with chain.execute_lazy(source(), ordered=ordered, max_in_flight=10) as run:
+        for _ in run:
+            taken += 1
+            # Items handed to the caller a batch at a time count as taken.
+            assert pulled - taken <= 10 + 256
+    assert taken == 2000
+
+
+def test_memory_stays_bounded_on_a_long_input() -> None:
+    # A slow consumer over a long input: the run must never read far ahead.
+    pulled = 0
+
+    def source() -> Iterator[int]:
+        nonlocal pulled
+        for i in range(100_000):
+            pulled += 1
+            yield i
+
+    with (
+        PoolChain()
+        .add_threadpool(workers.increment, max_workers=2)
+        .execute_lazy(source(), max_in_flight=50) as run
+    ):
+        for taken, value in enumerate(run, 1):
+            assert value == taken
+            if taken % 10_000 == 0:
+                assert pulled - taken <= 50 + 256
+    assert pulled == 100_000
+
+
+def test_source_error_comes_after_the_items_before_it() -> None:
+    def source() -> Iterator[int]:
+        yield from range(5)
+        raise LookupError("the source broke")
+
+    chain = PoolChain().add_threadpool(workers.double, max_workers=2)
+    seen: list[int] = []
+    with pytest.raises(LookupError, match="the source broke"):
+        seen.extend(chain.execute_lazy(source()))
+    assert seen == [0, 2, 4, 6, 8]
+    seen = []
+    with pytest.raises(LookupError):
+        seen.extend(chain.execute_lazy(source(), ordered=False))
+    assert sorted(seen) == [0, 2, 4, 6, 8]
+
+
+def test_source_error_in_single_threaded_mode() -> None:
+    def source() -> Iterator[int]:
+        yield 1
+        raise LookupError("the source broke")
+
+    chain = PoolChain().add_threadpool(workers.double)
+    gen = chain.execute_lazy_single_threaded(source())
+    assert next(gen) == 2
+    with pytest.raises(LookupError):
+        next(gen)
+
+
+def test_source_is_only_read_in_the_consuming_thread() -> None:
+    readers: set[int] = set()
+
+    def source() -> Iterator[int]:
+        for i in range(300):
+            readers.add(threading.get_ident())
+            yield i
+
+    chain = (
+        PoolChain()
+        .add_threadpool(workers.double, max_workers=4)
+        .add_processpool(workers.increment, max_workers=1)
+    )
+    assert chain.execute_eager(source()) == [2 * i + 1 for i in range(300)]
+    assert readers == {threading.get_ident()}
+
+
+def test_large_batches_keep_order_across_lanes() -> None:
+    chain = (
+        PoolChain()
+        .add_processpool(workers.increment, max_workers=2)
+        .add_threadpool(workers.double, max_workers=3)
+        .add_processpool(workers.negate, max_workers=2, chunksize=7)
+    )
+    n = 50_000
+    assert chain.execute_eager(range(n)) == [-2 * (x + 1) for x in range(n)]
