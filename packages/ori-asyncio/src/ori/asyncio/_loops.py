@@ -1,0 +1,192 @@
+"""Event loops that Ori owns: one cached loop per thread, and how loops are retired.
+
+``sync()`` without a loop reuses a per-thread loop instead of building and
+tearing down a new one per call, which is where ``asyncio.run()`` spends its
+time. That loop:
+
+* is never installed as the thread's current loop (``set_event_loop`` is not
+  called), so ``asyncio.get_event_loop()`` and ``asyncio.run()`` behave as if
+  Ori were not there;
+* owns no thread: it runs only inside ``sync()`` calls, in the calling thread;
+* is tidied after every call as ``asyncio.run()`` would before closing: tasks
+  the awaitable left behind are cancelled, async generators still open are
+  closed, and the default executor, if the call used it, is shut down (joining
+  its threads) and replaced by a fresh, thread-less one;
+* is closed when its thread exits (the thread-local holder's finaliser), at
+  interpreter exit for the main thread, and at once if a second Ctrl-C left a
+  task in an unknown state on it;
+* is never touched in a forked child: the child makes its own, and the
+  inherited one is left alone, because closing it there would unregister the
+  parent's file descriptors from the epoll instance the two processes share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import contextlib
+import os
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class _TrackedExecutor(concurrent.futures.ThreadPoolExecutor):
+    """The cached loop's default executor; remembers whether anything used it."""
+
+    used = False
+
+    def submit(
+        self, fn: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[T]:
+        self.used = True
+        return super().submit(fn, *args, **kwargs)
+
+
+def _new_executor() -> _TrackedExecutor:
+    return _TrackedExecutor(thread_name_prefix="ori.asyncio-default-executor")
+
+
+# Loops inherited through fork(): kept referenced so that their __del__ (which
+# closes them) never runs in the child.
+_inherited_through_fork: list[asyncio.AbstractEventLoop] = []
+
+
+class _Holder:
+    """One thread's cached loop. Dropped, and the loop closed, when the thread ends."""
+
+    __slots__ = ("executor", "loop", "pid")
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self.executor = _new_executor()
+        self.loop.set_default_executor(self.executor)
+
+    def close(self) -> None:
+        loop = self.loop
+        if os.getpid() != self.pid:
+            _inherited_through_fork.append(loop)
+        elif not loop.is_closed() and not loop.is_running():
+            loop.close()
+
+    def __del__(self) -> None:
+        # Runs in the ending thread when its thread-local storage is cleared.
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+_local = threading.local()
+
+
+def cached_holder() -> _Holder:
+    """This thread's cached loop, created on first use (or after a fork)."""
+    holder: _Holder | None = getattr(_local, "holder", None)
+    if holder is None or holder.pid != os.getpid() or holder.loop.is_closed():
+        if holder is not None and holder.pid != os.getpid():
+            _inherited_through_fork.append(holder.loop)
+        holder = _Holder()
+        _local.holder = holder
+    return holder
+
+
+def discard_cached(holder: _Holder) -> None:
+    """Forget and close this thread's cached loop after it was left in an unknown state."""
+    if getattr(_local, "holder", None) is holder:
+        del _local.holder
+    holder.close()
+
+
+def current_cached_loop() -> asyncio.AbstractEventLoop | None:
+    """This thread's cached loop if it has one (for tests and diagnostics)."""
+    holder: _Holder | None = getattr(_local, "holder", None)
+    return None if holder is None else holder.loop
+
+
+@atexit.register
+def _close_main_thread_loop() -> None:
+    holder: _Holder | None = getattr(_local, "holder", None)
+    if holder is not None:
+        holder.close()
+
+
+def _report(loop: asyncio.AbstractEventLoop, tasks: list[asyncio.Task[Any]], when: str) -> None:
+    for task in tasks:
+        if task.cancelled():
+            continue
+        exc = task.exception()
+        if exc is not None:
+            loop.call_exception_handler(
+                {"message": f"unhandled exception in a task {when}", "exception": exc, "task": task}
+            )
+
+
+async def _gather(awaitables: Sequence[Awaitable[Any]]) -> list[Any]:
+    # Gathering inside the loop: gather() outside one would look up the
+    # thread's current loop, which Ori never sets.
+    return await asyncio.gather(*awaitables, return_exceptions=True)
+
+
+def cancel_leftovers(loop: asyncio.AbstractEventLoop, when: str) -> None:
+    """Cancel every unfinished task on the idle *loop* and run it until they finish."""
+    tasks = list(asyncio.all_tasks(loop))
+    if not tasks:
+        return
+    for task in tasks:
+        task.cancel()
+    loop.run_until_complete(_gather(tasks))
+    _report(loop, tasks, when)
+
+
+def _close_open_asyncgens(loop: asyncio.AbstractEventLoop) -> None:
+    # The loop keeps the async generators first iterated on it in a weak set.
+    # shutdown_asyncgens() would close them but also stop the loop from
+    # accepting new ones, which a reused loop must keep doing, so this closes
+    # them the same way and leaves the loop usable. Loops that do not keep the
+    # set (other implementations) skip this step.
+    agens = getattr(loop, "_asyncgens", None)
+    if not agens:
+        return
+    closing = list(agens)
+    agens.clear()
+    results = loop.run_until_complete(_gather([agen.aclose() for agen in closing]))
+    for agen, result in zip(closing, results, strict=True):
+        if isinstance(result, Exception):
+            loop.call_exception_handler(
+                {
+                    "message": "an error occurred while closing an async generator after sync()",
+                    "exception": result,
+                    "asyncgen": agen,
+                }
+            )
+
+
+def tidy(holder: _Holder) -> None:
+    """Bring the cached loop back to a clean state after one ``sync()`` call.
+
+    If this is interrupted (a Ctrl-C during cleanup), the loop is discarded.
+    """
+    loop = holder.loop
+    try:
+        cancel_leftovers(loop, "left running by the awaitable passed to sync()")
+        _close_open_asyncgens(loop)
+        if holder.executor.used:
+            old, holder.executor = holder.executor, _new_executor()
+            loop.set_default_executor(holder.executor)
+            old.shutdown(wait=True)
+    except BaseException:
+        discard_cached(holder)
+        raise
+
+
+def finalize(loop: asyncio.AbstractEventLoop) -> None:
+    """Shut down a loop Ori created for one job, as ``asyncio.run()`` does, and close it."""
+    try:
+        cancel_leftovers(loop, "left running at shutdown")
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+    finally:
+        loop.close()
