@@ -43,7 +43,7 @@ class RunContext:
 
     def __init__(self) -> None:
         self.name = f"ori-poolchain-{next(_run_ids)}"
-        self.out_queue: queue.SimpleQueue[Batch | ErrorRecord] = queue.SimpleQueue()
+        self.out_queue: queue.SimpleQueue[Batch | ErrorRecord | None] = queue.SimpleQueue()
         # Written only by close(); lanes read it between items (a plain attribute
         # read is atomic, and a stale read only costs one more item of work).
         self.stopping = False

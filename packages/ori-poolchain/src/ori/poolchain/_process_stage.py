@@ -429,11 +429,16 @@ class ProcessStage(StageRuntime):
             if thread is not None and thread is not current:
                 thread.join(max(0.0, deadline - time.monotonic()))
         for lane in self._lanes:
+            worker = lane.worker
+            if worker is None:
+                continue
             thread = lane.thread
-            if thread is not None and thread.is_alive() and thread is not current:
-                continue  # still shutting its worker down; nothing to add
-            worker, lane.worker = lane.worker, None
-            if worker is not None:  # lanes that never started, or a failed start
+            if thread is not None and thread.is_alive():
+                # The lane is still busy with this worker: kill it, the lane reaps.
+                with contextlib.suppress(OSError, AttributeError, ValueError):
+                    worker.process.kill()
+            else:  # never started, or a start that failed half-way
+                lane.worker = None
                 worker.kill()
 
     def lanes_alive(self) -> bool:

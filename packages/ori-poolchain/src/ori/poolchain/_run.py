@@ -42,7 +42,7 @@ from ._stages import StageRuntime, StageSpec
 from ._thread_stage import ThreadStage
 
 MIN_WINDOW = 4
-CLOSE_SECONDS = 5.0  # how long close() waits for lanes and workers in total
+CLOSE_SECONDS = 2.0  # how long close() waits for busy lanes before abandoning them
 FILL_SLICE_SECONDS = 0.002  # pull at most this long before looking at the output
 HEALTH_CHECK_SECONDS = 1.0
 
@@ -81,6 +81,7 @@ class _Closer:
         self._ctx.stopping = True
         for stage in self._stages:
             stage.begin_stop()
+        self._ctx.out_queue.put(None)  # wakes a consumer blocked in another thread
         deadline = time.monotonic() + CLOSE_SECONDS
         for stage in self._stages:
             stage.finish_stop(deadline)
@@ -157,7 +158,7 @@ class _Engine:
             return None
         ready = self._ready
         try:
-            while True:
+            while not self.closed:  # close() may come from another thread
                 self._fill()
                 self._drain()
                 if ready:
@@ -174,6 +175,7 @@ class _Engine:
                         raise error
                     return None
                 self._wait()
+            return None
         except BaseException:
             self.close()
             raise
@@ -266,7 +268,9 @@ class _Engine:
                 next_check = min(next_check, deadline)
         self._next_check = next_check
 
-    def _accept(self, message: Batch | ErrorRecord) -> None:
+    def _accept(self, message: Batch | ErrorRecord | None) -> None:
+        if message is None:  # close() woke us up
+            return
         if type(message) is not tuple:
             assert isinstance(message, ErrorRecord)
             self._on_error(message)
