@@ -34,7 +34,11 @@ _CALLABLE_ROLES = {"func", "meth"}
 def _public_path(path: str) -> str:
     """Map ``ori.pkg._private.Name`` to the public ``ori.pkg.Name`` it is re-exported as."""
     parts = path.split(".")
-    kept = [parts[0]] + [p for p in parts[1:-1] if not p.startswith("_")] + parts[-1:]
+    kept = (
+        [parts[0]]
+        + [p for p in parts[1:-1] if not p.startswith("_")]
+        + parts[-1:]
+    )
     return ".".join(kept)
 
 
