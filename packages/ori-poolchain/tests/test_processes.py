@@ -157,7 +157,8 @@ def test_interactive_refusal_is_the_documented_exception() -> None:
 
 def test_automatic_chunks_grow_for_fast_functions_and_shrink_for_slow_ones() -> None:
     sizer = process_sizer(None)
-    assert sizer.adaptive and sizer.size == 1
+    assert sizer.adaptive
+    assert sizer.size == 1
     for _ in range(20):
         sizer.report(sizer.size, sizer.size * 1e-7)
     assert sizer.size > 1000, "a trivial function should get big chunks"
@@ -180,7 +181,8 @@ def test_fixed_chunksize_never_changes_and_cap_limits_adaptive() -> None:
     sizer = process_sizer(7)
     sizer.report(7, 100.0)
     sizer.cap(2)
-    assert sizer.size == 7 and not sizer.adaptive
+    assert sizer.size == 7
+    assert not sizer.adaptive
     capped = Sizer(None, target_seconds=0.01, maximum=10_000)
     capped.cap(16)
     for _ in range(30):

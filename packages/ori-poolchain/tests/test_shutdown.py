@@ -229,7 +229,8 @@ EXIT_CHILD = textwrap.dedent(
         return x
 
     if __name__ == "__main__":
-        chain = PoolChain().add_threadpool(stuck, max_workers=2).add_processpool(w.double, max_workers=2)
+        chain = PoolChain().add_threadpool(stuck, max_workers=2)
+        chain.add_processpool(w.double, max_workers=2)
         RUN = chain.execute_lazy(itertools.count())  # kept alive until exit, never closed
         print(next(RUN), next(RUN), flush=True)
         time.sleep(0.2)
