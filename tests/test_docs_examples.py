@@ -208,3 +208,42 @@ def test_the_docs_have_examples() -> None:
     ids = {_page_id(p) for p in PAGES}
     assert "README.md" in ids
     assert any(i.startswith("docs/") for i in ids)
+
+
+# -- the site covers every package --------------------------------------------
+
+
+def _library_modules() -> list[str]:
+    """``ori.X`` module names of the distributions in packages/ (``X`` only)."""
+    return sorted(
+        init.parent.name for init in (ROOT / "packages").glob("ori-*/src/ori/*/__init__.py")
+    )
+
+
+def _public_names(module: str) -> list[str]:
+    init = next((ROOT / "packages").glob(f"ori-*/src/ori/{module}/__init__.py"))
+    for node in ast.parse(init.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+        ):
+            return [str(name) for name in ast.literal_eval(node.value)]
+    raise AssertionError(f"ori.{module} has no __all__")
+
+
+@pytest.mark.parametrize("module", _library_modules())
+def test_reference_documents_every_public_name(module: str) -> None:
+    page = ROOT / "docs" / "reference" / f"{module}.md"
+    assert page.is_file(), f"ori.{module} has no API reference page"
+    directives = set(re.findall(r"^::: (\S+)$", page.read_text(encoding="utf-8"), re.MULTILINE))
+    missing = [n for n in _public_names(module) if f"ori.{module}.{n}" not in directives]
+    assert missing == [], f"docs/reference/{module}.md does not render {missing}"
+
+
+@pytest.mark.parametrize("module", _library_modules())
+def test_every_package_has_a_guide_and_a_changelog_in_the_nav(module: str) -> None:
+    nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    changelog = ROOT / "docs" / "changelog" / f"ori-{module}.md"
+    assert f'--8<-- "packages/ori-{module}/CHANGELOG.md"' in changelog.read_text(encoding="utf-8")
+    for page in (f"guides/{module}.md", f"reference/{module}.md", f"changelog/ori-{module}.md"):
+        assert (ROOT / "docs" / page).is_file(), page
+        assert f": {page}\n" in nav, f"{page} is not in the mkdocs.yml nav"
