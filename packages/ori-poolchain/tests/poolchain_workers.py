@@ -104,3 +104,12 @@ def busy_work(n: int) -> int:
     for i in range(n):
         total += i * i % 7
     return total
+
+
+def compress_and_hash(item: tuple[str, bytes]) -> tuple[str, bytes, str, int]:
+    """CPU stage of the download -> compute -> save integration chain."""
+    import hashlib
+    import zlib
+
+    name, data = item
+    return name, zlib.compress(data, 6), hashlib.sha256(data).hexdigest(), os.getpid()
