@@ -5,6 +5,10 @@ Collected: each fenced block whose language is ``python`` (or ``py``) in
 page run in order in one shared namespace, like a reader pasting them into one
 script, and each page is one test case named after its path.
 
+A line ``--8<-- "path"`` inside a block (the snippets extension, which the
+site uses to show a repository file such as the demo script) is replaced by
+that file, so the code that runs is the code the reader sees.
+
 A block that is deliberately only a fragment (a signature sketch, code that
 needs a network) is marked with ``<!-- no-run -->`` on the line before its
 opening fence. Marked blocks must still compile, so they cannot rot into
@@ -76,7 +80,9 @@ def python_blocks(page: Path) -> list[Block]:
             continue
         indent, fence = opening["indent"], opening["fence"]
         words = opening["info"].split()
-        language = words[0].lstrip(".{").lower() if words else ""
+        # ```python, ```python title="x.py", or the attribute form ```{.python}
+        # (which ruff's Markdown formatter leaves alone, for snippet includes).
+        language = words[0].strip("{.}").lower() if words else ""
         body: list[str] = []
         j = i + 1
         while j < len(lines):
@@ -86,6 +92,7 @@ def python_blocks(page: Path) -> list[Block]:
             body.append(lines[j][len(indent) :] if lines[j].startswith(indent) else lines[j])
             j += 1
         if language in PYTHON_LANGUAGES:
+            body = _expand_snippets(body)
             previous = next(
                 (lines[k].strip() for k in range(i - 1, -1, -1) if lines[k].strip()), ""
             )
@@ -94,6 +101,21 @@ def python_blocks(page: Path) -> list[Block]:
             )
         i = j + 1
     return blocks
+
+
+_SNIPPET = re.compile(r'^\s*--8<-- "(?P<path>[^"]+)"\s*$')
+
+
+def _expand_snippets(body: list[str]) -> list[str]:
+    """Replace snippet-include lines with the file they include, as the site shows it."""
+    expanded: list[str] = []
+    for line in body:
+        match = _SNIPPET.match(line)
+        if match is None:
+            expanded.append(line)
+        else:
+            expanded += (ROOT / match["path"]).read_text(encoding="utf-8").splitlines()
+    return expanded
 
 
 def _page_id(page: Path) -> str:
@@ -112,6 +134,8 @@ def _definitions_only(blocks: list[Block]) -> str:
         tree = ast.parse(block.code)
         lines = block.code.splitlines()
         for node in tree.body:
+            if isinstance(node, ast.ImportFrom) and node.module == "__future__":
+                continue  # only valid at the top of a file, and not needed by workers
             if isinstance(node, (ast.Assign, ast.AnnAssign)):
                 try:
                     ast.literal_eval(node.value) if node.value is not None else None
@@ -178,7 +202,8 @@ def test_collector_finds_blocks_and_markers(tmp_path: Path) -> None:
         "```python\nconnect(...)\n```\n\n"
         "```bash\necho not python\n```\n\n"
         '=== "Tab"\n\n    ```py title="t.py"\n    y = x + 1\n    ```\n'
-        "````python\n```\nz = 3\n````\n",
+        "````python\n```\nz = 3\n````\n"
+        "```{.python}\nw = 4\n```\n",
         encoding="utf-8",
     )
     blocks = python_blocks(page)
@@ -187,12 +212,24 @@ def test_collector_finds_blocks_and_markers(tmp_path: Path) -> None:
         (9, "connect(...)\n", False),
         (19, "y = x + 1\n", True),
         (22, "```\nz = 3\n", True),
+        (26, "w = 4\n", True),
     ]
+
+
+def test_collector_expands_snippet_includes(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        '```python\nbefore = 1\n--8<-- "packages/ori-errors/README.md"\n```\n',
+        encoding="utf-8",
+    )
+    (block,) = python_blocks(page)
+    readme = (ROOT / "packages" / "ori-errors" / "README.md").read_text(encoding="utf-8")
+    assert block.code == "before = 1\n" + "\n".join(readme.splitlines()) + "\n"
 
 
 def test_definitions_only_keeps_what_workers_import() -> None:
     code = (
-        "import zlib\nSIZE = 10\nitems = list(range(SIZE))\n\n"
+        "from __future__ import annotations\nimport zlib\nSIZE = 10\nitems = list(range(SIZE))\n\n"
         "@staticmethod\ndef f(x):\n    return x\n\nprint(f(1))\n"
         "class C:\n    pass\n"
     )
@@ -202,6 +239,7 @@ def test_definitions_only_keeps_what_workers_import() -> None:
     assert {"zlib", "SIZE", "f", "C"} <= namespace.keys()
     assert "items" not in namespace
     assert "print" not in kept
+    assert "__future__" not in kept
 
 
 def test_the_docs_have_examples() -> None:
