@@ -6,12 +6,13 @@ editor, so they use two reStructuredText habits that Markdown does not know:
 * cross-reference roles such as ``:class:`~ori.errors.OriError``` or
   ``:func:`run_in_background```, and
 * bare doctest paragraphs (lines starting with ``>>>``) outside an ``Examples:``
-  section.
+  section, and literal blocks introduced by a paragraph ending in ``::``.
 
 This extension rewrites both while the docstrings are loaded, before they are
 parsed: a role becomes an optional cross-reference (a link when the target is
 rendered somewhere in the reference, inline code otherwise, never a build
-warning), and a bare doctest paragraph becomes a fenced ``pycon`` block. The
+warning), a bare doctest paragraph becomes a fenced ``pycon`` block and a
+literal block becomes a fenced ``python`` block. The
 source files are not touched.
 """
 
@@ -80,6 +81,51 @@ def _convert_role(obj: griffe.Object, match: re.Match[str]) -> str:
     return f'<autoref identifier="{identifier}" optional>{code}</autoref>'
 
 
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _fence_literal_blocks(text: str) -> str:
+    """Turn reST literal blocks (a paragraph ending in ``::``) into fenced code."""
+    lines = text.splitlines()
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        out.append(line)
+        i += 1
+        if not line.rstrip().endswith("::") or line.lstrip().startswith(">>>"):
+            continue
+        # Find the indented block after the blank line(s).
+        j = i
+        while j < len(lines) and not lines[j].strip():
+            j += 1
+        base = _indent(line)
+        if j >= len(lines) or _indent(lines[j]) <= base:
+            continue
+        block: list[str] = []
+        while j < len(lines) and (
+            not lines[j].strip() or _indent(lines[j]) > base
+        ):
+            block.append(lines[j])
+            j += 1
+        while block and not block[-1].strip():
+            block.pop()
+        depth = min(_indent(b) for b in block if b.strip())
+        stripped = line.rstrip()[:-2].rstrip()
+        out[-1] = f"{stripped}:" if stripped else ""
+        pad = " " * base
+        out += [
+            "",
+            f"{pad}```python",
+            *(pad + b[depth:] for b in block),
+            f"{pad}```",
+            "",
+        ]
+        i = j
+    return "\n".join(out)
+
+
 def _fence_doctests(text: str) -> str:
     """Put unindented ``>>>`` paragraphs that are not fenced already in a pycon fence."""
     lines = text.splitlines()
@@ -112,5 +158,5 @@ class OriDocstrings(griffe.Extension):
         docstring = obj.docstring
         if docstring is None:
             return
-        text = _fence_doctests(docstring.value)
+        text = _fence_doctests(_fence_literal_blocks(docstring.value))
         docstring.value = _ROLE.sub(lambda m: _convert_role(obj, m), text)
