@@ -302,8 +302,9 @@ class PoolChain:
                 busier when item times vary.
             max_in_flight: most items between "read from the input" and
                 "returned by next()", including the reorder buffer. ``None``
-                (default) is twice what all stages can work on at once at their
-                current chunk sizes (at least 4); it also caps automatic chunks.
+                (default): twice what all stages can work on at once at their
+                current batch sizes, plus two per worker. A number also caps
+                automatic chunks so that every worker gets work.
 
         Returns:
             A :class:`PoolChainRun`: an iterator, context manager and closable.

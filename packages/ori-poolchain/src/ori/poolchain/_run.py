@@ -41,7 +41,6 @@ from ._process_stage import ProcessStage
 from ._stages import StageRuntime, StageSpec
 from ._thread_stage import ThreadStage
 
-MIN_WINDOW = 4
 CLOSE_SECONDS = 2.0  # how long close() waits for busy lanes before abandoning them
 FILL_SLICE_SECONDS = 0.002  # pull at most this long before looking at the output
 HEALTH_CHECK_SECONDS = 1.0
@@ -183,7 +182,11 @@ class _Engine:
     def _window(self) -> int:
         if self._fixed_window is not None:
             return self._fixed_window
-        return max(MIN_WINDOW, 2 * sum(stage.capacity() for stage in self.stages))
+        # Twice what the stages can hold (each worker busy with one batch and
+        # one queued), plus two items of slack per worker so that uneven item
+        # times do not starve anyone while results wait for their turn.
+        stages = self.stages
+        return sum(2 * stage.capacity() + 2 * stage.workers for stage in stages)
 
     def _fill(self, first: bool = False) -> None:
         """Pull source items while the window has room (backpressure lives here).

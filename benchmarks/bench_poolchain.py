@@ -1,0 +1,366 @@
+"""PoolChain's four speed figures (issue 3), side by side with the stdlib in one run.
+
+1. ``3-stage efficiency``: thread(4 workers, 50 ms sleep) -> process(one worker
+   per core, ~20 ms of CPU) -> thread(4 workers, 50 ms sleep). Efficiency =
+   ideal time (the slowest stage's total work / its workers) / measured time;
+   target >= 0.9. The original Ori chained ``Executor.map`` calls, which is run
+   here for comparison.
+2. ``first result / item latency``: time from starting the chain to its first
+   result, divided by one item's trip through the three stages (worker start-up
+   included); target <= 2.
+3. ``trivial throughput``: items per second through one stage running
+   ``identity``: a thread stage vs ``ThreadPoolExecutor.map``, and a process
+   stage (automatic chunking) vs ``multiprocessing.Pool.imap`` with the best of
+   several chunksizes; target >= 1.0 (ratio to the peer).
+4. ``peak memory ratio``: peak RSS of a process streaming 10^7 items (10^6 with
+   ``--quick``) through a thread -> process -> thread chain, divided by the
+   same for 10^4 items; each size runs in a fresh child process so runs do not
+   pollute each other; target <= 1.2.
+
+Run: ``python benchmarks/bench_poolchain.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _harness import Row, main, measure
+
+IO_SECONDS = 0.05
+IO_WORKERS = 4
+CPU_SECONDS = 0.02
+_cpu_loops = 0  # set by calibrate()
+
+
+def identity(x: Any) -> Any:
+    return x
+
+
+def io_step(x: Any) -> Any:
+    time.sleep(IO_SECONDS)
+    return x
+
+
+def cpu_step(x: Any, loops: int | None = None) -> Any:
+    total = 0
+    for i in range(loops if loops is not None else _CPU_LOOPS_FROM_ENV or _cpu_loops):
+        total += i * i % 7
+    return x
+
+
+# Worker processes started with spawn/forkserver re-import this module: the loop
+# count travels through the environment so they burn the same CPU time.
+_CPU_LOOPS_FROM_ENV = int(os.environ.get("ORI_BENCH_CPU_LOOPS", "0"))
+
+
+def calibrate() -> None:
+    """Find the loop count for CPU_SECONDS of work on this machine."""
+    global _cpu_loops
+    loops = 20_000
+    while True:
+        started = time.perf_counter()
+        cpu_step(0, loops)
+        took = time.perf_counter() - started
+        if took > 0.005:
+            break
+        loops *= 2
+    _cpu_loops = int(loops * CPU_SECONDS / took)
+    os.environ["ORI_BENCH_CPU_LOOPS"] = str(_cpu_loops)
+
+
+def cpu_seconds_per_item() -> float:
+    samples = []
+    for _ in range(5):
+        started = time.perf_counter()
+        cpu_step(0)
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def processes() -> int:
+    return os.cpu_count() or 1
+
+
+def three_stage_chain() -> Any:
+    from ori.poolchain import PoolChain
+
+    return (
+        PoolChain()
+        .add_threadpool(io_step, max_workers=IO_WORKERS)
+        .add_processpool(cpu_step, max_workers=processes())
+        .add_threadpool(io_step, max_workers=IO_WORKERS)
+    )
+
+
+def chained_map(items: list[int]) -> Any:
+    """The original Ori: one executor per stage, each fed by the previous map."""
+    with (
+        concurrent.futures.ThreadPoolExecutor(IO_WORKERS) as first,
+        concurrent.futures.ProcessPoolExecutor(processes()) as second,
+        concurrent.futures.ThreadPoolExecutor(IO_WORKERS) as third,
+    ):
+        yield from third.map(io_step, second.map(cpu_step, first.map(io_step, items)))
+
+
+def ideal_seconds(n: int, cpu_item: float) -> float:
+    return max(n * IO_SECONDS / IO_WORKERS, n * cpu_item / processes())
+
+
+# -- 1 and 2 ------------------------------------------------------------------------
+
+
+def efficiency_rows(quick: bool) -> list[Row]:
+    n = 80 if quick else 200
+    times = 2 if quick else 3
+    cpu_item = cpu_seconds_per_item()
+    ideal = ideal_seconds(n, cpu_item)
+    note = f"{n} items, ideal {ideal:.2f} s"
+
+    def ori() -> float:
+        started = time.perf_counter()
+        for _ in three_stage_chain().execute_lazy(range(n)):
+            pass
+        return ideal / (time.perf_counter() - started)
+
+    def original() -> float:
+        started = time.perf_counter()
+        for _ in chained_map(list(range(n))):
+            pass
+        return ideal / (time.perf_counter() - started)
+
+    return [
+        measure(
+            "3-stage efficiency",
+            "ori PoolChain",
+            ori,
+            times=times,
+            unit="",
+            higher_is_better=True,
+            target=0.9,
+            note=note,
+        ),
+        measure(
+            "3-stage efficiency",
+            "chained Executor.map (original Ori)",
+            original,
+            times=times,
+            unit="",
+            higher_is_better=True,
+            note=note,
+        ),
+    ]
+
+
+def first_result_rows(quick: bool) -> list[Row]:
+    n = 40
+    times = 3 if quick else 5
+    latency = 2 * IO_SECONDS + cpu_seconds_per_item()
+    note = f"one item's trip {latency * 1000:.0f} ms, {n} items"
+
+    def ori() -> float:
+        started = time.perf_counter()
+        with three_stage_chain().execute_lazy(range(n)) as run:
+            next(run)
+            return (time.perf_counter() - started) / latency
+
+    def original() -> float:
+        started = time.perf_counter()
+        results = chained_map(list(range(n)))
+        next(results)
+        took = time.perf_counter() - started
+        results.close()
+        return took / latency
+
+    return [
+        measure(
+            "first result / item latency",
+            "ori PoolChain",
+            ori,
+            times=times,
+            unit="",
+            target=2.0,
+            note=note,
+        ),
+        measure(
+            "first result / item latency",
+            "chained Executor.map (original Ori)",
+            original,
+            times=times,
+            unit="",
+            note=note,
+        ),
+    ]
+
+
+# -- 3 -----------------------------------------------------------------------------
+
+
+def throughput_rows(quick: bool) -> list[Row]:
+    from ori.poolchain import PoolChain
+
+    rows = []
+    times = 3 if quick else 5
+    n_threads = 100_000 if quick else 300_000
+    n_processes = 1_000_000 if quick else 3_000_000
+
+    def ori_threads() -> float:
+        started = time.perf_counter()
+        for _ in PoolChain().add_threadpool(identity).execute_lazy(range(n_threads)):
+            pass
+        return n_threads / (time.perf_counter() - started)
+
+    def tpe_map() -> float:
+        started = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor() as executor:
+            for _ in executor.map(identity, range(n_threads)):
+                pass
+        return n_threads / (time.perf_counter() - started)
+
+    ori_row = measure(
+        "trivial throughput, thread stage",
+        "ori PoolChain add_threadpool",
+        ori_threads,
+        times=times,
+        unit="items/s",
+        higher_is_better=True,
+        note=f"{n_threads} items",
+    )
+    peer_row = measure(
+        "trivial throughput, thread stage",
+        "ThreadPoolExecutor.map",
+        tpe_map,
+        times=times,
+        unit="items/s",
+        higher_is_better=True,
+        note=f"{n_threads} items",
+    )
+    ori_row.target = peer_row.value  # target: ratio >= 1.0 to the peer
+    rows += [ori_row, peer_row]
+
+    def ori_processes() -> float:
+        started = time.perf_counter()
+        chain = PoolChain().add_processpool(identity, max_workers=processes())
+        for _ in chain.execute_lazy(range(n_processes)):
+            pass
+        return n_processes / (time.perf_counter() - started)
+
+    def imap(chunksize: int) -> float:
+        started = time.perf_counter()
+        with multiprocessing.Pool(processes()) as pool:
+            for _ in pool.imap(identity, range(n_processes), chunksize=chunksize):
+                pass
+        return n_processes / (time.perf_counter() - started)
+
+    ori_row = measure(
+        "trivial throughput, process stage",
+        "ori PoolChain add_processpool (auto chunks)",
+        ori_processes,
+        times=times,
+        unit="items/s",
+        higher_is_better=True,
+        note=f"{n_processes} items, pool start-up included",
+    )
+    peers = [
+        measure(
+            "trivial throughput, process stage",
+            f"multiprocessing.Pool.imap chunksize={chunksize}",
+            lambda chunksize=chunksize: imap(chunksize),
+            times=times,
+            unit="items/s",
+            higher_is_better=True,
+            note=f"{n_processes} items, pool start-up included",
+        )
+        for chunksize in (100, 1000, 10_000, 30_000)
+    ]
+    best = max(peers, key=lambda row: row.value)
+    best.note += " (best chunksize)"
+    ori_row.target = best.value
+    rows += [ori_row, *peers]
+    return rows
+
+
+# -- 4 -----------------------------------------------------------------------------
+
+
+def memory_child(n: int) -> None:
+    """Stream *n* items through a 3-stage chain; print this process's peak RSS (KiB)."""
+    import resource
+
+    from ori.poolchain import PoolChain
+
+    chain = (
+        PoolChain()
+        .add_threadpool(identity, max_workers=4)
+        .add_processpool(identity, max_workers=processes())
+        .add_threadpool(identity, max_workers=4)
+    )
+    count = 0
+    for _ in chain.execute_lazy(range(n)):
+        count += 1
+    assert count == n
+    # VmHWM starts afresh at exec; ru_maxrss would include the forked parent's size.
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                print(int(line.split()[1]))
+                return
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def peak_rss_kib(n: int) -> int:
+    done = subprocess.run(
+        [sys.executable, __file__, "--memory-child", str(n)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=1800,
+    )
+    return int(done.stdout.split()[-1])
+
+
+def memory_rows(quick: bool) -> list[Row]:
+    big = 10**6 if quick else 10**7
+    small = peak_rss_kib(10**4)
+    started = time.perf_counter()
+    large = peak_rss_kib(big)
+    took = time.perf_counter() - started
+    return [
+        Row(
+            "peak memory ratio",
+            "ori PoolChain thread -> process -> thread",
+            large / small,
+            "x",
+            target=1.2,
+            note=(
+                f"peak RSS {large / 1024:.1f} MiB for {big:.0e} items vs "
+                f"{small / 1024:.1f} MiB for 1e4 ({big / took:,.0f} items/s)"
+            ),
+        )
+    ]
+
+
+def run(quick: bool) -> list[Row]:
+    calibrate()
+    return [
+        *efficiency_rows(quick),
+        *first_result_rows(quick),
+        *throughput_rows(quick),
+        *memory_rows(quick),
+    ]
+
+
+if __name__ == "__main__":
+    if "--memory-child" in sys.argv:
+        memory_child(int(sys.argv[sys.argv.index("--memory-child") + 1]))
+    else:
+        main(run)
