@@ -47,6 +47,10 @@ _WRONG_LOOP_NOTE = (
 
 
 def _stop_loop(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and isinstance(future.exception(), (KeyboardInterrupt, SystemExit)):
+        # These escape run_forever() by themselves; a stop() queued now would
+        # instead end the loop's next run prematurely.
+        return
     future.get_loop().stop()
 
 
@@ -83,6 +87,28 @@ def outcome(task: asyncio.Future[T], guard: SigintGuard | None) -> T:
     return task.result()
 
 
+class _Ticker:
+    """Keeps a loop from sleeping longer than _POLL_SECONDS at a time.
+
+    Python runs signal handlers between bytecodes. A SIGINT that arrives just
+    before the loop enters its selector's system call does not interrupt that
+    call, so the handler would wait for the selector's timeout (possibly the
+    awaitable's whole sleep). A timer that fires regularly bounds that delay.
+    """
+
+    __slots__ = ("_handle", "_loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._handle = loop.call_later(_POLL_SECONDS, self._tick)
+
+    def _tick(self) -> None:
+        self._handle = self._loop.call_later(_POLL_SECONDS, self._tick)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
 def _executing_a_task(loop: asyncio.AbstractEventLoop) -> bool:
     return asyncio.current_task(loop) is not None
 
@@ -95,6 +121,7 @@ def run_here(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T
     """
     task = loop.create_task(coro)  # copies the caller's contextvars
     guard: SigintGuard | None = None
+    ticker: _Ticker | None = None
     try:
         # Calling stop() first makes run_forever() do exactly one pass.
         loop.stop()
@@ -105,6 +132,8 @@ def run_here(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T
                 replace_default=True,
                 busy=functools.partial(_executing_a_task, loop),
             )
+            if guard is not None:
+                ticker = _Ticker(loop)
             run_until_done(loop, task)
     except BaseException:
         # A KeyboardInterrupt raised by a signal handler while the loop itself
@@ -121,23 +150,29 @@ def run_here(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T
             run_until_done(loop, task)
         raise
     finally:
+        if ticker is not None:
+            ticker.cancel()
         if guard is not None:
             guard.uninstall()
     return outcome(task, guard)
 
 
-def wait_for(
+def start_and_wait(
+    start: Callable[[], None],
     done: threading.Event,
     cancel: Callable[[], None],
     check: Callable[[], None] | None = None,
 ) -> SigintGuard | None:
-    """Block until *done* is set; on interruption call *cancel* and wait for the cleanup.
+    """Call *start*, block until *done* is set; on interruption *cancel* and await the cleanup.
 
-    *check* runs every few tenths of a second while waiting and may raise to
-    stop the wait (the loop being waited on was closed).
+    The SIGINT guard goes in before *start*, so that no Ctrl-C can reach
+    another handler once the work is under way. *check* runs every few tenths
+    of a second while waiting and may raise to stop the wait (the loop being
+    waited on was closed).
     """
     guard = SigintGuard.install(cancel, replace_default=False)
     try:
+        start()
         try:
             _wait(done, check)
         except BaseException:
@@ -200,8 +235,7 @@ def run_in_helper(
                 done.set()
 
     helper = threading.Thread(target=drive, name="ori.asyncio-sync-helper", daemon=True)
-    helper.start()
-    guard = wait_for(done, functools.partial(cancel_threadsafe, loop, task))
+    guard = start_and_wait(helper.start, done, functools.partial(cancel_threadsafe, loop, task))
     helper.join()
     if failures:
         raise failures[0]
@@ -243,11 +277,15 @@ def run_remote(loop: asyncio.AbstractEventLoop, awaitable: Awaitable[T]) -> T:
     """Run *awaitable* on *loop*, which is running in another thread; block until done."""
     coro = as_coroutine(awaitable)
     remote = _Remote()
-    try:
-        loop.call_soon_threadsafe(remote.start, loop, coro, context=contextvars.copy_context())
-    except RuntimeError:
-        discard(coro)
-        raise OriError(f"cannot run the awaitable on {loop!r}: the event loop was closed") from None
+
+    def start() -> None:
+        try:
+            loop.call_soon_threadsafe(remote.start, loop, coro, context=contextvars.copy_context())
+        except RuntimeError:
+            discard(coro)
+            raise OriError(
+                f"cannot run the awaitable on {loop!r}: the event loop was closed"
+            ) from None
 
     def cancel() -> None:
         with contextlib.suppress(RuntimeError):
@@ -261,7 +299,7 @@ def run_remote(loop: asyncio.AbstractEventLoop, awaitable: Awaitable[T]) -> T:
                 f"the event loop {loop!r} was closed before the awaitable passed to sync() finished"
             )
 
-    guard = wait_for(remote.done, cancel, check)
+    guard = start_and_wait(start, remote.done, cancel, check)
     task: asyncio.Task[T] | None = remote.task
     if task is None:  # cancelled before it started
         if guard is not None and guard.interrupted:
