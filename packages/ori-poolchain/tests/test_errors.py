@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 import traceback
+from pathlib import Path
 
 import poolchain_workers as workers
 import pytest
@@ -172,6 +173,16 @@ def test_worker_crash_inside_a_chunk_names_the_item() -> None:
     chain = PoolChain().add_processpool(workers.exit_on_two, max_workers=1, chunksize=6)
     with pytest.raises(OriWorkerCrashedError, match="while running input item 2"):
         chain.execute_eager(range(6))
+
+
+def test_a_one_off_worker_death_is_recovered_by_running_the_items_again(tmp_path: Path) -> None:
+    # Without a timeout the worker reports progress per slice of items; after a
+    # death the slice runs again one item at a time, and an item that does not
+    # kill a worker on its own is not an error (e.g. an outside SIGKILL).
+    marker = str(tmp_path / "died-once")
+    chain = PoolChain().add_processpool(workers.exit_once, max_workers=1, chunksize=10)
+    assert chain.execute_eager([(marker, x) for x in range(10)]) == list(range(10))
+    assert Path(marker).exists(), "the worker did die once"
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="notes are printed from 3.11")

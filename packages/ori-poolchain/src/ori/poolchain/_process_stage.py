@@ -45,7 +45,7 @@ from ._chunking import process_sizer
 from ._context import STOP, Indices, RunContext, concat
 from ._errors import ErrorRecord, StageLabel, format_exception_text, short_repr
 from ._stages import StageRuntime, StageSpec
-from ._worker import Reply, worker_main
+from ._worker import UNTIMED_SLICE, Reply, worker_main
 
 STOP_GRACE_SECONDS = 1.0
 
@@ -97,13 +97,14 @@ class _Worker:
 
 
 class _Lane:
-    __slots__ = ("busy", "slot", "thread", "worker")
+    __slots__ = ("busy", "crashes", "slot", "thread", "worker")
 
     def __init__(self, slot: int) -> None:
         self.slot = slot
         self.worker: _Worker | None = None
         self.thread: threading.Thread | None = None
         self.busy = False
+        self.crashes = 0  # workers of this lane that died while running a chunk
 
 
 class ProcessStage(StageRuntime):
@@ -222,6 +223,7 @@ class ProcessStage(StageRuntime):
         return ForkingPickler.dumps(keep_values), keep_indices, keep_values
 
     def _run_chunk(self, lane: _Lane, indices: Indices, values: list[Any]) -> None:
+        """Send one chunk to the lane's worker and see it through."""
         payload, indices, values = self._dumps(indices, values)
         if not indices:
             return
@@ -395,23 +397,44 @@ class ProcessStage(StageRuntime):
         values: list[Any],
         finished: int,
     ) -> None:
-        """The worker died (or its pipe broke) with items of this chunk unanswered."""
+        """The worker died (or its pipe broke) with items of this chunk unanswered.
+
+        With a timeout the worker published the exact item; otherwise only the
+        slice it was in, and the slice's items run again one at a time: the one
+        that kills a worker on its own is reported, the others are kept (so a
+        one-off kill from outside costs a re-run, not an error).
+        """
         lane.worker = None
+        lane.crashes += 1
         worker.kill()
         if self.ctx.stopping or finished >= len(values):
             return
-        position = min(max(int(self._status[2 * lane.slot]), finished), len(values) - 1)
-        index = indices[position]
+        start = min(max(int(self._status[2 * lane.slot]), finished), len(values) - 1)
+        stop = start + 1 if self.spec.timeout is not None else start + UNTIMED_SLICE
+        suspects = list(range(start, min(stop, len(values))))
+        others = [p for p in range(finished, len(values)) if p < start or p >= stop]
+        self._requeue(indices, values, others)
+        if len(suspects) == 1:
+            self._report_crash(worker, indices[start], values[start])
+            return
+        for number, position in enumerate(suspects):
+            if self._run_alone(lane, indices[position], values[position]):
+                self._requeue(indices, values, suspects[number + 1 :])
+                return
+
+    def _run_alone(self, lane: _Lane, index: int, value: Any) -> bool:
+        """Run one item in its own chunk; True if it killed its worker."""
+        crashes = lane.crashes
+        self._run_chunk(lane, [index], [value])
+        return lane.crashes != crashes
+
+    def _report_crash(self, worker: _Worker, index: int, value: Any) -> None:
         error = OriWorkerCrashedError(
             f"the worker process (pid {worker.pid}) of {self.label} died "
             f"({_describe_exit(worker.process.exitcode)}) while running input item "
-            f"{index} (argument: {short_repr(values[position])}); it was replaced"
+            f"{index} (argument: {short_repr(value)}); it was replaced"
         )
-        self.ctx.report(
-            ErrorRecord(index, self.label, error, short_repr(values[position]), None, False)
-        )
-        rest = [p for p in range(finished, len(values)) if p != position]
-        self._requeue(indices, values, rest)
+        self.ctx.report(ErrorRecord(index, self.label, error, short_repr(value), None, False))
 
     # -- stopping ---------------------------------------------------------
 
