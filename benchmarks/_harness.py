@@ -152,7 +152,7 @@ def format_target(row: Row) -> str:
 
 
 def format_value(row: Row) -> str:
-    return f"{_fmt(row.value)} {row.unit}" if row.measured else "—"
+    return f"{_fmt(row.value)} {row.unit}".rstrip() if row.measured else "—"
 
 
 def format_table(rows: Iterable[Row]) -> str:
