@@ -208,8 +208,10 @@ def say(message: str) -> None:
 # --- running one module in a child interpreter -------------------------------------------------
 
 
-def child_main(name: str, rows_path: str, quick: bool) -> int:
-    """Inside the child: import bench_<name>, run it, write its rows as JSON."""
+def child_main(name: str, rows_path: str, quick: bool, directory: str) -> int:
+    """Inside the child: import bench_<name> from *directory*, run it, write its rows as JSON."""
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
     module = importlib.import_module(f"bench_{name}")
     rows = module.run(quick)
     bad = [row for row in rows if not isinstance(row, Row)]
@@ -226,12 +228,18 @@ def kill_group(pid: int) -> None:
 
 
 def run_module(
-    name: str, *, quick: bool, timeout: float, env: dict[str, str] | None = None
+    name: str,
+    *,
+    quick: bool,
+    timeout: float,
+    env: dict[str, str] | None = None,
+    directory: Path = HERE,
 ) -> tuple[list[Row], str | None]:
     """Run bench_<name> in a fresh interpreter; (rows, None) or (rows so far, why it failed).
 
     The module's own output goes to stderr. Blocks at most *timeout* seconds; then
-    the module's whole process group is killed.
+    the module's whole process group (its session) is killed. Whatever happens, no
+    process the module started is left when this returns.
     """
     with tempfile.TemporaryDirectory(prefix="ori-bench-run-") as tmp:
         rows_path = Path(tmp) / "rows.json"
@@ -242,6 +250,8 @@ def run_module(
             name,
             "--rows",
             str(rows_path),
+            "--bench-dir",
+            str(directory),
         ]
         if quick:
             command.append("--quick")
@@ -600,6 +610,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--rows", help=argparse.SUPPRESS)
+    parser.add_argument("--bench-dir", default=str(HERE), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -616,7 +627,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.child:
         try:
-            return child_main(args.child, args.rows, args.quick)
+            return child_main(args.child, args.rows, args.quick, args.bench_dir)
         except Exception:
             traceback.print_exc()
             return 1

@@ -2,9 +2,10 @@
 
 The original ships a regular top-level ``ori`` package, which cannot live beside
 this repository's ``ori`` namespace packages, so its benchmarks run in a venv of
-their own under ``benchmarks/.cache/`` (git-ignored), made with the interpreter
-that runs the suite. ``benchmarks/run.py`` calls :func:`ensure` before the
-benchmarks; run this file directly to (re)create the venv by hand::
+their own under ``benchmarks/.cache/`` (git-ignored; ``$ORI_BENCH_CACHE`` moves
+it), made with the interpreter that runs the suite. ``benchmarks/run.py`` calls
+:func:`ensure` before the benchmarks; run this file directly to (re)create the
+venv by hand::
 
     python benchmarks/original/venv.py [--force]
 
@@ -21,17 +22,30 @@ import sys
 from pathlib import Path
 
 VERSION = "0.1.2"
-CACHE = Path(__file__).resolve().parent.parent / ".cache"
-VENV = CACHE / f"ori-{VERSION}-venv"
-_READY = VENV / "ori-bench-ready.json"
 _SKIP_ENV = "ORI_BENCH_NO_ORIGINAL"
+_CACHE_ENV = "ORI_BENCH_CACHE"  # another cache folder (tests use it)
+
+
+def cache() -> Path:
+    """The git-ignored cache folder: ``benchmarks/.cache`` unless ``$ORI_BENCH_CACHE`` is set."""
+    override = os.environ.get(_CACHE_ENV)
+    return Path(override) if override else Path(__file__).resolve().parent.parent / ".cache"
+
+
+def venv() -> Path:
+    """Folder of the original Ori's venv."""
+    return cache() / f"ori-{VERSION}-venv"
+
+
+def _ready() -> Path:
+    return venv() / "ori-bench-ready.json"
 
 
 def python() -> Path:
     """Path of the venv's interpreter (whether or not it exists yet)."""
     if os.name == "nt":
-        return VENV / "Scripts" / "python.exe"
-    return VENV / "bin" / "python"
+        return venv() / "Scripts" / "python.exe"
+    return venv() / "bin" / "python"
 
 
 def _wanted() -> dict[str, str]:
@@ -43,15 +57,12 @@ def find() -> tuple[Path | None, str]:
     if os.environ.get(_SKIP_ENV):
         return None, "skipped (--no-original)"
     try:
-        ready = json.loads(_READY.read_text(encoding="utf-8"))
+        ready = json.loads(_ready().read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None, (
-            f"its venv is not set up ({VENV.relative_to(CACHE.parent.parent)}); "
-            "`python benchmarks/run.py` creates it"
-        )
+        return None, f"its venv ({venv()}) is not set up; `python benchmarks/run.py` creates it"
     if ready != _wanted() or not python().exists():
         return None, f"its venv was made for {ready}; `python benchmarks/run.py` remakes it"
-    return python(), f"ori {VERSION} in {VENV}"
+    return python(), f"ori {VERSION} in {venv()}"
 
 
 def ensure(create: bool = True) -> tuple[Path | None, str]:
@@ -64,12 +75,16 @@ def ensure(create: bool = True) -> tuple[Path | None, str]:
     found, reason = find()
     if found is not None or not create or os.environ.get(_SKIP_ENV):
         return found, reason
-    shutil.rmtree(VENV, ignore_errors=True)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    # A cache folder that ignores itself, like .pytest_cache: never committed by accident.
-    (CACHE / ".gitignore").write_text("# created by benchmarks/original/venv.py\n*\n")
+    target = venv()
+    shutil.rmtree(target, ignore_errors=True)
+    try:
+        cache().mkdir(parents=True, exist_ok=True)
+        # A cache folder that ignores itself, like .pytest_cache: never committed by accident.
+        (cache() / ".gitignore").write_text("# created by benchmarks/original/venv.py\n*\n")
+    except OSError as exc:
+        return None, f"could not create its venv: cannot write {cache()}: {exc}"
     steps = [
-        [sys.executable, "-m", "venv", str(VENV)],
+        [sys.executable, "-m", "venv", str(target)],
         [
             str(python()),
             "-m",
@@ -84,19 +99,19 @@ def ensure(create: bool = True) -> tuple[Path | None, str]:
         try:
             done = subprocess.run(step, capture_output=True, text=True, timeout=600, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            shutil.rmtree(VENV, ignore_errors=True)
+            shutil.rmtree(target, ignore_errors=True)
             return None, f"could not create its venv: {' '.join(step[:4])}... failed: {exc}"
         if done.returncode != 0:
-            shutil.rmtree(VENV, ignore_errors=True)
+            shutil.rmtree(target, ignore_errors=True)
             tail = " ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
             return None, f"could not create its venv ({' '.join(step[1:4])} failed): {tail}"
-    _READY.write_text(json.dumps(_wanted()), encoding="utf-8")
-    return python(), f"ori {VERSION} installed in {VENV}"
+    _ready().write_text(json.dumps(_wanted()), encoding="utf-8")
+    return python(), f"ori {VERSION} installed in {target}"
 
 
 if __name__ == "__main__":
     if "--force" in sys.argv[1:]:
-        shutil.rmtree(VENV, ignore_errors=True)
+        shutil.rmtree(venv(), ignore_errors=True)
     path, message = ensure()
     print(message)
     sys.exit(0 if path else 1)

@@ -1,0 +1,254 @@
+"""The benchmark suite works end to end (its figures are not checked: that is its job).
+
+``benchmarks/run.py --quick`` runs every benchmark module with tiny inputs, with
+whatever peers this environment has: a missing peer must give rows that say "not
+installed", never a crash. The machinery that keeps a hanging module or peer from
+hanging the suite is tested on purpose-built hangs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS = ROOT / "benchmarks"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def load(path: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def runner() -> ModuleType:
+    return load(BENCHMARKS / "run.py", "ori_benchmarks_run")
+
+
+def installed(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+@pytest.mark.slow
+def test_quick_run_prints_the_table_and_writes_results_and_charts(tmp_path: Path) -> None:
+    started = time.monotonic()
+    # bench_poolchain's own quick mode streams 10^6 items (about 25 s here): it is
+    # left out to keep this test short; the suite runs it like any other module.
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "run.py"),
+            "--quick",
+            "--no-original",
+            "--skip",
+            "poolchain",
+            "--output-dir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=170,
+        check=False,
+    )
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert took < 120, f"--quick took {took:.0f} s"
+
+    # The combined table on stdout, with rows from several modules.
+    assert "| benchmark | implementation | median | min | max | vs best | target | note |" in (
+        done.stdout
+    )
+    assert "(a) 3-stage chain: efficiency vs ideal" in done.stdout
+    assert "lines" in done.stdout  # bench_subprocess
+    # The stdlib peers always run; a missing third-party peer says so.
+    assert "| concurrent.futures |" in done.stdout
+    for peer in ("pypeln", "mpire", "joblib", "loky"):
+        if not installed(peer):
+            assert f"| {peer} | — |" in done.stdout
+            assert "not installed" in done.stdout
+    assert "skipped (--no-original)" in done.stdout
+
+    results = (tmp_path / "benchmark-results.md").read_text(encoding="utf-8")
+    assert "cores" in results
+    assert f"Python {sys.version_info.major}.{sys.version_info.minor}" in results
+    assert time.strftime("%Y-%m-%d") in results
+    assert "Quick run" in results
+    assert "### Headline" in results
+    assert "did not finish" not in results
+    sections = [line[4:] for line in results.splitlines() if line.startswith("### ")]
+    assert len(sections) > 5
+
+    charts = sorted((tmp_path / "img").glob("bench-*.png"))
+    if installed("matplotlib"):
+        # One chart per benchmark section (the headline has none), each a real PNG.
+        assert len(charts) == len(sections) - 1
+        for chart in charts:
+            assert chart.read_bytes().startswith(PNG_MAGIC)
+            assert f"(img/{chart.name})" in results
+    else:
+        assert not charts
+        assert "matplotlib is not installed" in done.stderr
+        assert "pip install -r benchmarks/requirements.txt" in done.stderr
+
+
+def test_discovery_runs_peers_first_and_the_original_last(
+    runner: ModuleType, tmp_path: Path
+) -> None:
+    for name in ("zeta", "original", "alpha", "peers", "poolchain"):
+        (tmp_path / f"bench_{name}.py").write_text("")
+    (tmp_path / "helper.py").write_text("")
+    assert runner.discover(tmp_path) == ["poolchain", "peers", "alpha", "zeta", "original"]
+    assert "peers" in runner.discover()
+
+
+def test_a_hanging_module_is_killed_with_everything_it_started(
+    runner: ModuleType, tmp_path: Path
+) -> None:
+    (tmp_path / "bench_hang.py").write_text(
+        textwrap.dedent(
+            """
+            import subprocess, sys, time
+
+            def run(quick):
+                # A grandchild that would outlive a plain kill of the module.
+                subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+                time.sleep(120)
+            """
+        )
+    )
+    started = time.monotonic()
+    rows, failure = runner.run_module("hang", quick=True, timeout=3, directory=tmp_path)
+    assert time.monotonic() - started < 20
+    assert rows == []
+    assert failure is not None
+    assert "timed out after 3 s" in failure
+    # The no_leaks fixture then checks that the grandchild is gone too.
+
+
+def test_a_crashing_module_is_reported_not_fatal(runner: ModuleType, tmp_path: Path) -> None:
+    (tmp_path / "bench_crash.py").write_text("def run(quick):\n    raise RuntimeError('boom')\n")
+    rows, failure = runner.run_module("crash", quick=True, timeout=60, directory=tmp_path)
+    assert rows == []
+    assert failure is not None
+    assert "exit code 1" in failure
+
+
+def test_rows_travel_back_from_the_child(runner: ModuleType, tmp_path: Path) -> None:
+    (tmp_path / "bench_fine.py").write_text(
+        textwrap.dedent(
+            """
+            import sys
+            sys.path.insert(0, BENCHMARKS)
+            from _harness import Row, unavailable
+
+            def run(quick):
+                return [
+                    Row("b", "Ori", 2.0, "s", low=1.5, high=2.5, target=3.0),
+                    unavailable("b", "peer", "not installed"),
+                    Row("b", "other", 4.0, "s", extra={"quick": quick}),
+                ]
+            """
+        ).replace("BENCHMARKS", repr(str(BENCHMARKS)))
+    )
+    rows, failure = runner.run_module("fine", quick=True, timeout=60, directory=tmp_path)
+    assert failure is None
+    assert [row.implementation for row in rows] == ["Ori", "peer", "other"]
+    assert (rows[0].low, rows[0].high, rows[0].target) == (1.5, 2.5, 3.0)
+    assert math.isnan(rows[1].value)
+    assert rows[1].note == "not installed"
+    assert rows[2].extra == {"quick": True}
+
+
+def test_report_tables_rank_measured_rows_and_explain_missing_ones(runner: ModuleType) -> None:
+    harness = sys.modules["_harness"]  # the one run.py imported
+    rows = [
+        harness.Row("speed", "Ori", 300.0, "items/s", True, 250.0, 350.0, target=150.0),
+        harness.Row("speed", "peer", 150.0, "items/s", True),
+        harness.unavailable("speed", "gone", "not installed", unit="items/s"),
+        harness.Row("time", "Ori", 4.0, "s", target=2.0),
+        harness.Row("time", "peer", 2.0, "s"),
+        harness.Row("time", "aborted peer", 0.5, "s", comparable=False),
+    ]
+    table = harness.format_table(rows)
+    assert "| speed | Ori | 300 items/s | 250 | 350 | 1.00x | >= 150 |" in table
+    assert "| speed | peer | 150 items/s |  |  | 0.50x |" in table
+    assert "| speed | gone | — |  |  | n/a |  | not installed |" in table
+    # Lower is better; a row that is not comparable never counts as the best.
+    assert "| time | Ori | 4 s |  |  | 0.50x | <= 2 |" in table
+    assert "| time | aborted peer | 0.5 s |  |  | n/a |" in table
+
+    headline = runner.headline_table(rows)
+    assert "| speed | 300 items/s | 150 items/s (peer) | 2.00x | >= 150 | yes |" in headline
+    assert "| time | 4 s | 2 s (peer) | 0.50x | <= 2 | **no** |" in headline
+
+
+def test_readme_block_is_replaced_only_between_markers(runner: ModuleType, tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        f"intro\n{runner.README_START}\nold table\n{runner.README_END}\noutro\n", encoding="utf-8"
+    )
+    assert runner.update_readme(readme, "| new | table |")
+    text = readme.read_text(encoding="utf-8")
+    assert "old table" not in text
+    assert text.startswith("intro\n")
+    assert text.endswith("outro\n")
+    assert "| new | table |" in text
+    plain = tmp_path / "PLAIN.md"
+    plain.write_text("no markers\n", encoding="utf-8")
+    assert not runner.update_readme(plain, "| new | table |")
+    assert plain.read_text(encoding="utf-8") == "no markers\n"
+
+
+def test_a_peer_that_hangs_in_teardown_is_reported_and_killed() -> None:
+    """ProcessPoolExecutor with a stuck item: map's timeout fires, then shutdown hangs."""
+    peers = load(BENCHMARKS / "bench_peers.py", "ori_benchmarks_peers")
+    started = time.monotonic()
+    outcome = peers.run_scenario(
+        sys.executable,
+        "recovery",
+        "concurrent.futures",
+        3.0,
+        n=6,
+        bad=2,
+        mode="stuck",
+        item_seconds=0.0,
+        timeout=0.5,
+        workers=2,
+    )
+    assert time.monotonic() - started < 3.0 + peers.KILL_GRACE
+    assert outcome["status"] == "hung"
+    row = peers.recovery_row("stuck", "concurrent.futures", outcome, 6, 0.1, None)
+    assert not row.measured
+    assert row.note.startswith("hung: no end after 3 s")
+
+
+def test_the_original_venv_reports_why_it_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    venv = load(BENCHMARKS / "original" / "venv.py", "ori_benchmarks_original_venv")
+    monkeypatch.setenv("ORI_BENCH_CACHE", str(tmp_path / "cache"))
+    path, reason = venv.ensure(create=False)
+    assert path is None
+    assert "is not set up" in reason
+    assert "python benchmarks/run.py" in reason
+    # A cache folder that cannot be created: a clear message, not a traceback.
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("ORI_BENCH_CACHE", str(tmp_path / "file" / "cache"))
+    path, reason = venv.ensure(create=True)
+    assert path is None
+    assert reason.startswith("could not create its venv")
