@@ -7,6 +7,7 @@ promptly. A second Ctrl-C during a cleanup that hangs must get out at once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -68,6 +69,14 @@ class Child:
         self.output += out
         return self.output.decode().splitlines(), err.decode(), elapsed
 
+    def interrupt_until_exit(self, timeout: float) -> None:
+        """Send SIGINT every half second until the child exits."""
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None and time.monotonic() < deadline:
+            self.process.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(0.5)
+
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
@@ -105,9 +114,9 @@ def test_second_ctrl_c_abandons_a_hanging_cleanup(mode: str) -> None:
         child.process.send_signal(signal.SIGINT)
         if mode == "loop-thread":
             # sync() gives up at once; then LoopThread.close() waits for the
-            # same stubborn cleanup, and a third Ctrl-C interrupts that wait.
+            # same stubborn cleanup, and another Ctrl-C interrupts that wait.
             child.wait_for_line("sync raised KeyboardInterrupt", EXIT_TIMEOUT)
-            child.process.send_signal(signal.SIGINT)
+            child.interrupt_until_exit(EXIT_TIMEOUT)
         lines, err, elapsed = child.finish(EXIT_TIMEOUT)
     finally:
         child.kill()

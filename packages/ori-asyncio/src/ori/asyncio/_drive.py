@@ -129,7 +129,6 @@ def run_here(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T
         if not task.done():
             guard = SigintGuard.install(
                 functools.partial(cancel_threadsafe, loop, task),
-                replace_default=True,
                 busy=functools.partial(_executing_a_task, loop),
             )
             if guard is not None:
@@ -165,12 +164,13 @@ def start_and_wait(
 ) -> SigintGuard | None:
     """Call *start*, block until *done* is set; on interruption *cancel* and await the cleanup.
 
-    The SIGINT guard goes in before *start*, so that no Ctrl-C can reach
-    another handler once the work is under way. *check* runs every few tenths
-    of a second while waiting and may raise to stop the wait (the loop being
-    waited on was closed).
+    The SIGINT guard goes in before *start*: a Ctrl-C raised as
+    KeyboardInterrupt in the middle of *start* (starting a thread, queuing a
+    callback) could leave work running that nobody waits for or cancels.
+    *check* runs every few tenths of a second while waiting and may raise to
+    stop the wait (the loop being waited on was closed).
     """
-    guard = SigintGuard.install(cancel, replace_default=False)
+    guard = SigintGuard.install(cancel)
     try:
         start()
         try:

@@ -20,7 +20,7 @@ from ori.errors import OriValidationError
 from ori.errors.validation import describe
 
 from ._awaitables import aiter_of, check_async_iterable
-from ._loops import finalize
+from ._loops import finalize, join
 from ._sync import sync
 
 T = TypeVar("T")
@@ -56,7 +56,7 @@ def _retire(loop: asyncio.AbstractEventLoop, forced: bool) -> None:
         return
     helper = threading.Thread(target=finalize, args=(loop,), name="ori.asyncio-iterate-close")
     helper.start()
-    helper.join()
+    join(helper)
 
 
 def _steps(

@@ -25,7 +25,7 @@ from typing import TypeVar
 from ori.errors import OriError
 
 from ._awaitables import discard
-from ._loops import finalize
+from ._loops import finalize, join
 from ._sync import sync
 
 T = TypeVar("T")
@@ -173,7 +173,7 @@ class LoopThread:
                 "cannot wait for itself to end; close it from another thread"
             )
         finalizer()
-        thread.join()
+        join(thread)
 
     def __enter__(self) -> asyncio.AbstractEventLoop:
         return self.start()
@@ -194,4 +194,4 @@ class LoopThread:
 def _stop_and_join(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
     _request_stop(loop)
     if threading.current_thread() is not thread:
-        thread.join()
+        join(thread)

@@ -190,3 +190,9 @@ def finalize(loop: asyncio.AbstractEventLoop) -> None:
         loop.run_until_complete(loop.shutdown_default_executor())
     finally:
         loop.close()
+
+
+def join(thread: threading.Thread) -> None:
+    """``thread.join()`` in short slices, so that Ctrl-C can interrupt it on every Python."""
+    while thread.is_alive():
+        thread.join(0.25)

@@ -67,16 +67,14 @@ class SigintGuard:
         cls,
         cancel: Callable[[], None],
         *,
-        replace_default: bool,
         busy: Callable[[], bool] | None = None,
     ) -> SigintGuard | None:
         """Install a guard for the calling thread's wait, when that is possible and wanted.
 
         Only the main thread receives signals, so elsewhere this returns None.
-        The guard replaces Python's default handler only when *replace_default*
-        is true (waits that can be interrupted safely leave it in place), always
-        stacks on another guard or on asyncio.Runner's handler, and never
-        replaces a handler the program installed itself. *busy* tells whether
+        The guard replaces Python's default handler and stacks on another
+        guard or on asyncio.Runner's handler; it never replaces a handler the
+        program installed itself (then None is returned). *busy* tells whether
         the loop is executing a task's code at this instant (only for a loop
         run by this thread).
         """
@@ -88,7 +86,7 @@ class SigintGuard:
             return None
         if _chains_to(current):
             guard = cls(cancel, current, current, busy)
-        elif replace_default and current is signal.default_int_handler:
+        elif current is signal.default_int_handler:
             guard = cls(cancel, signal.default_int_handler, None, busy)
         else:
             return None
