@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import pickle
 import sys
 import threading
@@ -14,6 +15,12 @@ import pytest
 
 from ori.errors import OriError, OriTimeoutError, OriWorkerCrashedError
 from ori.poolchain import PoolChain
+
+# Tests in which a worker is killed and replaced while the run's threads are up
+# use forkserver: forking a multi-threaded process is deprecated from 3.12 on.
+REPLACEABLE = multiprocessing.get_context(
+    "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
+)
 
 
 def notes(exc: BaseException) -> str:
@@ -145,7 +152,9 @@ def test_thread_stage_timeout_does_not_hit_fast_items() -> None:
 
 
 def test_process_stage_timeout_kills_the_worker() -> None:
-    chain = PoolChain().add_processpool(workers.hang_on_two, max_workers=2, timeout=0.5)
+    chain = PoolChain().add_processpool(
+        workers.hang_on_two, max_workers=2, timeout=0.5, mp_context=REPLACEABLE
+    )
     started = time.monotonic()
     with pytest.raises(OriTimeoutError, match="did not finish input item 2 within") as info:
         chain.execute_eager(range(6))
@@ -163,14 +172,16 @@ def test_process_stage_timeout_on_a_chunk_item() -> None:
 
 
 def test_worker_crash_is_reported() -> None:
-    chain = PoolChain().add_processpool(workers.exit_on_two, max_workers=2)
+    chain = PoolChain().add_processpool(workers.exit_on_two, max_workers=2, mp_context=REPLACEABLE)
     with pytest.raises(OriWorkerCrashedError, match="while running input item 2") as info:
         chain.execute_eager(range(6))
     assert "exit code 7" in str(info.value)
 
 
 def test_worker_crash_inside_a_chunk_names_the_item() -> None:
-    chain = PoolChain().add_processpool(workers.exit_on_two, max_workers=1, chunksize=6)
+    chain = PoolChain().add_processpool(
+        workers.exit_on_two, max_workers=1, chunksize=6, mp_context=REPLACEABLE
+    )
     with pytest.raises(OriWorkerCrashedError, match="while running input item 2"):
         chain.execute_eager(range(6))
 
@@ -180,7 +191,9 @@ def test_a_one_off_worker_death_is_recovered_by_running_the_items_again(tmp_path
     # death the slice runs again one item at a time, and an item that does not
     # kill a worker on its own is not an error (e.g. an outside SIGKILL).
     marker = str(tmp_path / "died-once")
-    chain = PoolChain().add_processpool(workers.exit_once, max_workers=1, chunksize=10)
+    chain = PoolChain().add_processpool(
+        workers.exit_once, max_workers=1, chunksize=10, mp_context=REPLACEABLE
+    )
     assert chain.execute_eager([(marker, x) for x in range(10)]) == list(range(10))
     assert Path(marker).exists(), "the worker did die once"
 

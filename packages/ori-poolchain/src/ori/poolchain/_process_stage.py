@@ -36,7 +36,6 @@ import signal
 import threading
 import time
 from multiprocessing.connection import Connection
-from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from ori.errors import OriTimeoutError, OriWorkerCrashedError
@@ -45,7 +44,7 @@ from ._chunking import process_sizer
 from ._context import STOP, Indices, RunContext, concat
 from ._errors import ErrorRecord, StageLabel, format_exception_text, short_repr
 from ._stages import StageRuntime, StageSpec
-from ._worker import UNTIMED_SLICE, Reply, worker_main
+from ._worker import UNTIMED_SLICE, Reply, dumps, worker_main
 
 STOP_GRACE_SECONDS = 1.0
 
@@ -72,7 +71,7 @@ class _Worker:
     def stop(self, grace: float) -> None:
         """Ask the worker to exit, then escalate: wait, SIGTERM, SIGKILL."""
         with contextlib.suppress(OSError, ValueError):
-            self.conn.send_bytes(ForkingPickler.dumps(None))
+            self.conn.send_bytes(dumps(None))
         self._reap(grace)
 
     def terminate(self) -> None:
@@ -209,18 +208,18 @@ class ProcessStage(StageRuntime):
     def _dumps(self, indices: Indices, values: list[Any]) -> tuple[Any, Indices, list[Any]]:
         """Pickle a chunk; arguments that do not pickle are reported and dropped."""
         with contextlib.suppress(Exception):
-            return ForkingPickler.dumps(values), indices, values
+            return dumps(values), indices, values
         keep_indices: list[int] = []
         keep_values: list[Any] = []
         for index, value in zip(indices, values, strict=True):
             try:
-                ForkingPickler.dumps(value)
+                dumps(value)
             except Exception as exc:
                 self.ctx.report(ErrorRecord(index, self.label, exc, short_repr(value)))
                 continue
             keep_indices.append(index)
             keep_values.append(value)
-        return ForkingPickler.dumps(keep_values), keep_indices, keep_values
+        return dumps(keep_values), keep_indices, keep_values
 
     def _run_chunk(self, lane: _Lane, indices: Indices, values: list[Any]) -> None:
         """Send one chunk to the lane's worker and see it through."""

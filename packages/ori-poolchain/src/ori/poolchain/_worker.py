@@ -45,6 +45,20 @@ ErrorEntry = tuple[int, BaseException, str]
 Reply = tuple[int, list[Any], list[ErrorEntry], float, bool]
 
 
+def dumps(obj: object) -> bytes:
+    """Pickle like multiprocessing does, as plain bytes.
+
+    ``ForkingPickler.dumps`` returns a view of a BytesIO; releasing it here
+    means no buffer export can outlive its call (Python 3.13 reports a BytesIO
+    collected while exported as an unraisable error).
+    """
+    view = ForkingPickler.dumps(obj)
+    try:
+        return bytes(view)
+    finally:
+        view.release()
+
+
 def worker_main(
     conn: Connection,
     status: Any,
@@ -147,9 +161,9 @@ def _send(conn: Connection, reply: Reply) -> None:
         errors = [(position, _portable_exception(exc), text) for position, exc, text in errors]
         reply = (first, results, errors, seconds, done)
     try:
-        payload = ForkingPickler.dumps(reply)
+        payload = dumps(reply)
     except Exception:
-        payload = ForkingPickler.dumps(_picklable(reply))
+        payload = dumps(_picklable(reply))
     conn.send_bytes(payload)
 
 
@@ -171,7 +185,7 @@ def _picklable(reply: Reply) -> Reply:
         if position in failed:
             continue
         try:
-            ForkingPickler.dumps(result)
+            dumps(result)
         except Exception as exc:
             clean_results[offset] = None
             text = (
@@ -185,7 +199,7 @@ def _picklable(reply: Reply) -> Reply:
 
 def _portable_exception(exc: BaseException) -> BaseException:
     try:
-        pickle.loads(ForkingPickler.dumps(exc))
+        pickle.loads(dumps(exc))
     except Exception as problem:
         return OriError(
             f"{type(exc).__module__}.{type(exc).__qualname__}: {exc} "
