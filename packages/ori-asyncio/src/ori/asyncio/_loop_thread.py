@@ -163,15 +163,15 @@ class LoopThread:
             OriError: called from the loop's own thread, which cannot join itself.
         """
         with self._lock:
-            self._closed = True
             thread, finalizer = self._thread, self._finalizer
+            if thread is not None and threading.current_thread() is thread:
+                raise OriError(
+                    f"{self._name}.close() was called from its own loop thread, which "
+                    "cannot wait for itself to end; close it from another thread"
+                )
+            self._closed = True
         if thread is None or finalizer is None:
             return
-        if threading.current_thread() is thread:
-            raise OriError(
-                f"{self._name}.close() was called from its own loop thread, which "
-                "cannot wait for itself to end; close it from another thread"
-            )
         finalizer()
         join(thread)
 

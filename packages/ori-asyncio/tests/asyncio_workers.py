@@ -1,0 +1,29 @@
+"""Module-level functions that the ori-asyncio tests run in worker processes.
+
+Workers started with spawn or forkserver import these by module name, so they
+live in a real module on sys.path (see the root conftest.py).
+"""
+
+from __future__ import annotations
+
+import os
+
+from ori.asyncio import asyncify_process
+
+
+def cube(x: int) -> int:
+    return x * x * x
+
+
+def worker_pid() -> int:
+    return os.getpid()
+
+
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+@asyncify_process(max_workers=1)
+def decorated(x: int, *, offset: int = 0) -> tuple[int, int]:
+    """Adds an offset in a worker process."""
+    return x + offset, os.getpid()
