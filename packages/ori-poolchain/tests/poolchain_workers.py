@@ -123,3 +123,13 @@ def exit_once(item: tuple[str, int]) -> int:
             pass
         os._exit(9)
     return value
+
+
+class HoldsALock:
+    """A picklable-looking callable that cannot be pickled (spawn must fail)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+    def __call__(self, x: int) -> int:
+        return x

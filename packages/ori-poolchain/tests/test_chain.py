@@ -269,3 +269,34 @@ def test_execute_arguments_are_checked() -> None:
         chain.execute_eager([1], ordered="yes")  # type: ignore[arg-type]
     with pytest.raises(OriValidationError, match="max_in_flight must be a positive int"):
         chain.execute_eager([1], max_in_flight=0)
+
+
+def test_generic_executor_timeout() -> None:
+    release = threading.Event()
+
+    def stuck(x: int) -> int:
+        if x == 1:
+            release.wait(30)
+        return x
+
+    class Plain(concurrent.futures.ThreadPoolExecutor):
+        pass
+
+    chain = PoolChain().add(stuck, executor_class=Plain, max_workers=2, timeout=0.2)
+    try:
+        with pytest.raises(TimeoutError, match="did not finish input item 1"):
+            chain.execute_eager(range(4))
+    finally:
+        release.set()
+
+
+def test_a_worker_that_cannot_start_fails_the_execute_call_cleanly() -> None:
+    spawn = multiprocessing.get_context("spawn")
+    chain = (
+        PoolChain()
+        .add_threadpool(workers.double)
+        .add_processpool(workers.HoldsALock(), max_workers=1, mp_context=spawn)
+    )
+    with pytest.raises(TypeError, match="pickle"):
+        chain.execute_lazy(range(3))
+    # The thread stage's lanes and everything else were stopped (no_leaks checks).
