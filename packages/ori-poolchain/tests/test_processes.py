@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any, cast
 
 import poolchain_workers as workers
 import pytest
@@ -189,3 +191,35 @@ def test_fixed_chunksize_never_changes_and_cap_limits_adaptive() -> None:
         capped.report(capped.size, 1e-9)
     assert capped.size == 16
     assert thread_sizer().size == 1
+
+
+def test_a_chunk_that_gets_slow_hands_its_rest_back() -> None:
+    # Fast items grow the chunks; the slow ones at the end then land in big
+    # chunks, which workers cut short and hand back: nothing lost or doubled.
+    items = [0.0] * 3000 + [0.01] * 30 + [0.0] * 100
+    chain = PoolChain().add_processpool(workers.sleep_for, max_workers=2)
+    assert chain.execute_eager(items) == items
+
+
+def test_worker_gives_back_the_unstarted_rest_of_a_slow_chunk() -> None:
+    from multiprocessing.connection import Connection
+
+    from ori.poolchain import _worker
+
+    sent: list[Any] = []
+
+    class FakeConn:
+        def send_bytes(self, data: bytes) -> None:
+            sent.append(pickle.loads(data))
+
+    status = memoryview(bytearray(16)).cast("d")
+    values = [0.03] * 10
+    for timed in (False, True):
+        sent.clear()
+        conn = cast(Connection, FakeConn())
+        _worker._run_chunk(conn, status, 0, workers.sleep_for, values, timed, 0.05)
+        first, results, errors, _, done = sent[-1]
+        assert done
+        assert not errors
+        assert 1 <= first + len(results) < len(values), "the chunk was cut short"
+        assert set(results) == {0.03}

@@ -170,3 +170,20 @@ def test_large_batches_keep_order_across_lanes() -> None:
     )
     n = 50_000
     assert chain.execute_eager(range(n)) == [-2 * (x + 1) for x in range(n)]
+
+
+def test_a_thread_batch_that_gets_slow_hands_its_rest_back() -> None:
+    from ori.poolchain._context import RunContext
+    from ori.poolchain._stages import StageSpec
+    from ori.poolchain._thread_stage import ThreadStage
+
+    ctx = RunContext()
+    spec = StageSpec(function=workers.sleep_for, kind="thread", max_workers=1)
+    stage = ThreadStage(spec, spec.label(1, 1), ctx)
+    stage.connect(None)
+    stage._run_batch(range(10), [0.015] * 10)
+    done_indices, done_values = ctx.out_queue.get_nowait()  # type: ignore[misc]
+    rest_indices, rest_values = stage.in_queue.get_nowait()  # type: ignore[misc]
+    assert 1 <= len(done_indices) < 10
+    assert list(done_indices) + list(rest_indices) == list(range(10))
+    assert done_values + rest_values == [0.015] * 10

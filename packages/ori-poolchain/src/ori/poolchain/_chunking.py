@@ -20,6 +20,10 @@ PROCESS_TARGET_BYTES = 1 << 20
 PROCESS_MAX_CHUNK = 4096
 THREAD_TARGET_SECONDS = 0.002
 THREAD_MAX_BATCH = 64
+# A batch or chunk still running after this long hands its unstarted items back
+# to the queue, so that items that suddenly got slow spread over all workers.
+THREAD_GIVE_BACK_SECONDS = 0.02
+PROCESS_GIVE_BACK_SECONDS = 0.1
 
 
 class Sizer:

@@ -40,11 +40,11 @@ from typing import Any
 
 from ori.errors import OriTimeoutError, OriWorkerCrashedError
 
-from ._chunking import process_sizer
+from ._chunking import PROCESS_GIVE_BACK_SECONDS, process_sizer
 from ._context import STOP, Indices, RunContext, concat
 from ._errors import ErrorRecord, StageLabel, format_exception_text, short_repr
 from ._stages import StageRuntime, StageSpec
-from ._worker import UNTIMED_SLICE, Reply, dumps, worker_main
+from ._worker import Reply, dumps, worker_main
 
 STOP_GRACE_SECONDS = 1.0
 
@@ -114,7 +114,8 @@ class ProcessStage(StageRuntime):
         self.sizer = process_sizer(spec.chunksize)
         self._mp = spec.mp_context or multiprocessing.get_context()
         self._fork = self._mp.get_start_method() == "fork"
-        # Two doubles per worker: chunk position of the running item, its start.
+        # Two doubles per worker: with a timeout the chunk position of the
+        # running item and its start time, else the running slice [start, stop).
         self._status: Any = self._mp.RawArray("d", 2 * self.workers)
         self._lanes = [_Lane(slot) for slot in range(self.workers)]
         self._worker_numbers = 0
@@ -136,6 +137,7 @@ class ProcessStage(StageRuntime):
                 self.spec.function,
                 parent_end if self._fork else None,
                 self.spec.timeout is not None,
+                PROCESS_GIVE_BACK_SECONDS if self.sizer.adaptive else None,
             ),
             name=f"{self.ctx.name}-stage{self.label.number}-worker{self._worker_numbers}",
             daemon=True,
@@ -237,9 +239,9 @@ class ProcessStage(StageRuntime):
                 return
         status = self._status
         base = 2 * lane.slot
-        status[base] = 0
-        status[base + 1] = time.monotonic()
-        lane.busy = True
+        status[base] = 0  # until the worker says otherwise: the first item...
+        status[base + 1] = time.monotonic() if self.spec.timeout is not None else 1
+        lane.busy = True  # ...started now (timed), or the first slice is [0, 1)
         try:
             if self.ctx.stopping:  # close() may have missed that we were busy
                 return
@@ -284,7 +286,9 @@ class ProcessStage(StageRuntime):
                     return
                 finished = self._deliver(reply, indices, values)
                 if reply[4]:
-                    self.sizer.report(len(values), reply[3], nbytes)
+                    self.sizer.report(finished, reply[3], nbytes * finished // len(values))
+                    # A worker may hand back the end of a chunk that got slow.
+                    self._requeue(indices, values, list(range(finished, len(values))))
                     return
             elif ready:  # the sentinel: the process is gone
                 finished = self._drain(conn, indices, values, finished)
@@ -408,8 +412,9 @@ class ProcessStage(StageRuntime):
         worker.kill()
         if self.ctx.stopping or finished >= len(values):
             return
-        start = min(max(int(self._status[2 * lane.slot]), finished), len(values) - 1)
-        stop = start + 1 if self.spec.timeout is not None else start + UNTIMED_SLICE
+        base = 2 * lane.slot
+        start = min(max(int(self._status[base]), finished), len(values) - 1)
+        stop = start + 1 if self.spec.timeout is not None else int(self._status[base + 1])
         suspects = list(range(start, min(stop, len(values))))
         others = [p for p in range(finished, len(values)) if p < start or p >= stop]
         self._requeue(indices, values, others)

@@ -24,12 +24,13 @@ from typing import Any
 
 from ori.errors import OriTimeoutError
 
-from ._chunking import thread_sizer
+from ._chunking import THREAD_GIVE_BACK_SECONDS, thread_sizer
 from ._context import STOP, Indices, RunContext
 from ._errors import ErrorRecord, StageLabel, short_repr
 from ._stages import StageRuntime, StageSpec
 
 _Token = tuple[int, Any, float]  # (input index, argument, monotonic start)
+_SLICE = 8  # items per map() call between two looks at the clock
 
 
 class _Lane:
@@ -99,31 +100,41 @@ class ThreadStage(StageRuntime):
             ctx.fail(self.label, exc)
 
     def _run_batch(self, indices: Indices, values: list[Any]) -> None:
-        """The hot path: call the function on each value, no timeout to watch."""
+        """The hot path: call the function on each value, no timeout to watch.
+
+        Runs map() over short slices; a batch still busy after
+        THREAD_GIVE_BACK_SECONDS gives its unstarted items back to the queue.
+        """
         function = self.spec.function
         results: list[Any] = []
-        append = results.append
+        extend = results.extend
         failed: list[int] = []
-        items = iter(values)
-        started = time.perf_counter()
-        while True:
+        size = len(values)
+        clock = time.perf_counter
+        started = clock()
+        start = 0
+        while start < size:
             try:
-                for value in items:
-                    append(function(value))
-                break
+                extend(map(function, values[start : start + _SLICE]))
+                start += _SLICE
             except BaseException as exc:
-                position = len(results)
-                append(None)
-                failed.append(position)
-                value = values[position]
-                self.ctx.report(ErrorRecord(indices[position], self.label, exc, short_repr(value)))
-                del exc
-        self.sizer.report(len(values), time.perf_counter() - started)
+                start = len(results)  # extend() kept what came before the failure
+                results.append(None)
+                failed.append(start)
+                report = ErrorRecord(indices[start], self.label, exc, short_repr(values[start]))
+                self.ctx.report(report)
+                del exc, report
+                start += 1
+            if start < size and clock() - started > THREAD_GIVE_BACK_SECONDS:
+                self.in_queue.put((indices[start:], values[start:]))
+                break
+        done = len(results)
+        self.sizer.report(done, clock() - started)
         if not failed:
-            self.outlet.put(indices, results)
-        elif len(failed) < len(values):
+            self.outlet.put(indices[:done] if done < size else indices, results)
+        elif len(failed) < done:
             skip = set(failed)
-            keep = [p for p in range(len(values)) if p not in skip]
+            keep = [p for p in range(done) if p not in skip]
             self.outlet.put([indices[p] for p in keep], [results[p] for p in keep])
 
     def _run_timed(self, lane: _Lane, indices: Indices, values: list[Any]) -> bool:

@@ -6,7 +6,9 @@ shared and no lock is needed)::
     parent -> worker   pickled list of arguments (a chunk), or pickled None: exit
     worker -> parent   pickled (first, results, errors, seconds, done) replies
 
-A chunk is answered by one reply (``done=True``). When the stage has a timeout,
+A chunk is answered by one reply (``done=True``); with automatic chunk sizes a
+chunk that runs far longer than planned is cut short and its final reply covers
+only the items done (the parent sends the rest again). When the stage has a timeout,
 partial replies go out at most every 50 ms, so that killing a stuck worker
 costs at most that much finished work (its unanswered items are run again). ``first`` is the
 chunk position of ``results[0]``; ``errors`` lists ``(position, exception,
@@ -15,9 +17,10 @@ traceback text)`` and the matching ``results`` entry is a placeholder.
 The worker publishes progress in its two slots of a shared array, so the parent
 knows what a dead or stuck worker was running without any message. With a
 timeout: the chunk position of the running item and its start time, before
-each call. Without one (the fast path): the position of the running slice of
-``UNTIMED_SLICE`` items, which map() runs at C speed; the parent then finds the
-item that killed a worker by running that slice's items again one by one.
+each call. Without one (the fast path): the start and end positions of the
+running slice (at most ``UNTIMED_SLICE`` items, which map() runs at C speed);
+the parent then finds the item that killed a worker by running that slice's
+items again one by one.
 
 The worker ignores SIGINT: Ctrl-C in a terminal reaches the whole process group,
 and it is the parent that decides how the run ends (it then stops or kills its
@@ -66,6 +69,7 @@ def worker_main(
     function: Callable[[Any], Any],
     inherited: Connection | None,
     timed: bool,
+    give_back: float | None,
 ) -> None:
     """Serve chunks on *conn* until told to stop or the parent goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -89,7 +93,7 @@ def worker_main(
             continue
         if values is None:
             return
-        _run_chunk(conn, view, 2 * slot, function, values, timed)
+        _run_chunk(conn, view, 2 * slot, function, values, timed, give_back)
 
 
 def _run_chunk(
@@ -99,22 +103,35 @@ def _run_chunk(
     function: Callable[[Any], Any],
     values: list[Any],
     timed: bool,
+    give_back: float | None,
 ) -> None:
-    """Run one chunk and reply; the loops are kept lean (they are the hot path)."""
+    """Run one chunk and reply; the loops are kept lean (they are the hot path).
+
+    With *give_back*, a chunk still unfinished after that many seconds is cut
+    short: the final reply then covers fewer items than were sent, and the
+    parent queues the rest again for any worker (items that suddenly got slow
+    must not pile up behind one worker while the others idle).
+    """
     started = time.perf_counter()
+    clock = time.perf_counter
     results: list[Any] = []
     errors: list[ErrorEntry] = []
     append = results.append
     first = 0
     if not timed:
         # The hot path: map() over short slices runs at C speed; the shared
-        # array tells which slice (of UNTIMED_SLICE items) is running.
+        # array tells which slice is running. Slices grow from 1 item to
+        # UNTIMED_SLICE, so the clock is looked at soon in a slow chunk.
         extend = results.extend
         size = len(values)
         start = 0
+        step = 1
         while start < size:
+            stop = start + step
+            status[base + 1] = float(stop)
             status[base] = float(start)
-            stop = start + UNTIMED_SLICE
+            if step < UNTIMED_SLICE:
+                step *= 2
             try:
                 extend(map(function, values[start:stop]))
                 start = stop
@@ -124,6 +141,8 @@ def _run_chunk(
                 errors.append((start, exc, format_exception_text(exc)))
                 del exc
                 start += 1
+            if give_back is not None and start < size and clock() - started > give_back:
+                break
     else:
         # With a timeout the parent also needs each item's start time, and
         # partial replies bound what a killed worker takes with it.
@@ -135,6 +154,8 @@ def _run_chunk(
             try:
                 for value in items:
                     now = monotonic()
+                    if give_back is not None and position and clock() - started > give_back:
+                        break  # the rest goes back to the parent unstarted
                     if now - last_reply > PARTIAL_REPLY_SECONDS and results:
                         _send(conn, (first, results, errors, 0.0, False))
                         first = int(position)
@@ -152,7 +173,7 @@ def _run_chunk(
                 errors.append((int(position), exc, format_exception_text(exc)))
                 del exc
                 position += 1.0
-    _send(conn, (first, results, errors, time.perf_counter() - started, True))
+    _send(conn, (first, results, errors, clock() - started, True))
 
 
 def _send(conn: Connection, reply: Reply) -> None:
