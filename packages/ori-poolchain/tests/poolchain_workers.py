@@ -115,10 +115,10 @@ def compress_and_hash(item: tuple[str, bytes]) -> tuple[str, bytes, str, int]:
     return name, zlib.compress(data, 6), hashlib.sha256(data).hexdigest(), os.getpid()
 
 
-def exit_once(item: tuple[str, int]) -> int:
-    """Kills its worker the first time it sees value 2 (a marker file remembers)."""
-    marker, value = item
-    if value == 2 and not os.path.exists(marker):
+def exit_once(item: tuple[str, int, int]) -> int:
+    """Kills its worker the first time it sees *crash_at* (a marker file remembers)."""
+    marker, value, crash_at = item
+    if value == crash_at and not os.path.exists(marker):
         with open(marker, "w"):
             pass
         os._exit(9)

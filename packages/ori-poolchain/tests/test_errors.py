@@ -178,23 +178,32 @@ def test_worker_crash_is_reported() -> None:
     assert "exit code 7" in str(info.value)
 
 
-def test_worker_crash_inside_a_chunk_names_the_item() -> None:
+@pytest.mark.parametrize("chunksize", [3, 6])
+def test_worker_crash_inside_a_chunk_names_the_item(chunksize: int) -> None:
     chain = PoolChain().add_processpool(
-        workers.exit_on_two, max_workers=1, chunksize=6, mp_context=REPLACEABLE
+        workers.exit_on_two, max_workers=1, chunksize=chunksize, mp_context=REPLACEABLE
     )
     with pytest.raises(OriWorkerCrashedError, match="while running input item 2"):
-        chain.execute_eager(range(6))
+        chain.execute_eager(range(12))
 
 
-def test_a_one_off_worker_death_is_recovered_by_running_the_items_again(tmp_path: Path) -> None:
-    # Without a timeout the worker reports progress per slice of items; after a
-    # death the slice runs again one item at a time, and an item that does not
-    # kill a worker on its own is not an error (e.g. an outside SIGKILL).
+@pytest.mark.parametrize("crash_at", [2, 8])
+def test_a_one_off_worker_death_is_recovered_by_running_the_items_again(
+    tmp_path: Path, crash_at: int
+) -> None:
+    # Without a timeout the worker reports progress per slice of items (here
+    # [0, 1), [1, 3), [3, 6) of each chunk); after a death the slice runs again
+    # one item at a time, and an item that does not kill a worker on its own is
+    # not an error (e.g. an outside SIGKILL). With chunks of 6 and one worker,
+    # the second chunk already waits in the pipe (prefetch) when the worker
+    # dies in the first: it must run again, not get lost (crash_at=2); a death
+    # in the prefetched chunk itself is handled the same way (crash_at=8).
     marker = str(tmp_path / "died-once")
     chain = PoolChain().add_processpool(
-        workers.exit_once, max_workers=1, chunksize=10, mp_context=REPLACEABLE
+        workers.exit_once, max_workers=1, chunksize=6, mp_context=REPLACEABLE
     )
-    assert chain.execute_eager([(marker, x) for x in range(10)]) == list(range(10))
+    items = [(marker, x, crash_at) for x in range(12)]
+    assert chain.execute_eager(items) == list(range(12))
     assert Path(marker).exists(), "the worker did die once"
 
 

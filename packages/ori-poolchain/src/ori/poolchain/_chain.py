@@ -222,9 +222,12 @@ class PoolChain:
 
         An item that exceeds *timeout* has its worker process killed and
         replaced, and fails with :class:`~ori.errors.OriTimeoutError`; a worker
-        that dies (``os._exit``, a signal, a crash in C code) fails the item it
-        was running with :class:`~ori.errors.OriWorkerCrashedError`. Worker
-        processes ignore SIGINT, so Ctrl-C is handled once, by the consumer.
+        that dies (``os._exit``, a signal, a crash in C code) is replaced and
+        fails the item it was running with
+        :class:`~ori.errors.OriWorkerCrashedError` (fast items are tracked per
+        small slice: after a death the slice's items run again one by one, and
+        only one that kills a worker on its own is reported). Worker processes
+        ignore SIGINT, so Ctrl-C is handled once, by the consumer.
 
         Does not block; call it from the thread that builds the chain.
 

@@ -26,13 +26,16 @@ because it can neither stop one task nor survive a worker's death.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.context
+import os
 import pickle
 import queue
 import signal
+import socket
 import threading
 import time
 from multiprocessing.connection import Connection
@@ -41,7 +44,7 @@ from typing import Any
 from ori.errors import OriTimeoutError, OriWorkerCrashedError
 
 from ._chunking import PROCESS_GIVE_BACK_SECONDS, process_sizer
-from ._context import STOP, Indices, RunContext, concat
+from ._context import STOP, Batch, Indices, RunContext, concat
 from ._errors import ErrorRecord, StageLabel, format_exception_text, short_repr
 from ._stages import StageRuntime, StageSpec
 from ._worker import Reply, dumps, worker_main
@@ -52,11 +55,15 @@ STOP_GRACE_SECONDS = 1.0
 class _Worker:
     """One worker process and the parent's end of its pipe."""
 
-    __slots__ = ("conn", "process")
+    __slots__ = ("conn", "prefetch_bytes", "process")
 
     def __init__(self, process: multiprocessing.process.BaseProcess, conn: Connection) -> None:
         self.process = process
         self.conn = conn
+        # A second chunk may wait in the pipe while the worker computes the
+        # first only if it fits in the socket's buffer: a send that blocked
+        # while the worker blocked sending its reply would deadlock.
+        self.prefetch_bytes = _send_buffer_size(conn) // 4
 
     @property
     def pid(self) -> int | None:
@@ -170,36 +177,44 @@ class ProcessStage(StageRuntime):
 
     def _lane_main(self, lane: _Lane) -> None:
         get = self.in_queue.get
-        get_nowait = self.in_queue.get_nowait
         ctx = self.ctx
-        sizer = self.sizer
         try:
             while True:
                 message = get()
                 if message is STOP or ctx.stopping:
                     return
                 assert isinstance(message, tuple)
-                indices, values = message
-                target = sizer.size
-                while len(values) < target:
-                    try:
-                        more = get_nowait()
-                    except queue.Empty:
-                        break
-                    if more is STOP:
-                        return
-                    assert isinstance(more, tuple)
-                    indices = concat(indices, more[0])
-                    values = values + more[1]
-                if ctx.stopping:
+                chunk = self._gather(message)
+                if chunk is None or ctx.stopping:
                     return
-                self._run_chunk(lane, indices, values)
+                self._run_chunk(lane, *chunk, prefetch=self.spec.timeout is None)
         except BaseException as exc:  # an Ori bug: fail the run rather than hang it
             ctx.fail(self.label, exc)
         finally:
             worker, lane.worker = lane.worker, None
             if worker is not None:
                 worker.stop(STOP_GRACE_SECONDS)
+
+    def _gather(self, first: Batch) -> tuple[Indices, list[Any]] | None:
+        """*first* plus what is already queued, up to the chunk size; None on STOP.
+
+        Never waits for more items: a chunk goes out with what there is, so
+        chunking adds no latency.
+        """
+        indices, values = first
+        target = self.sizer.size
+        get_nowait = self.in_queue.get_nowait
+        while len(values) < target:
+            try:
+                more = get_nowait()
+            except queue.Empty:
+                break
+            if more is STOP:
+                return None
+            assert isinstance(more, tuple)
+            indices = concat(indices, more[0])
+            values = values + more[1]
+        return indices, values
 
     def _report_all(self, indices: Indices, values: list[Any], exc: BaseException) -> None:
         """One failure for every item of a chunk (the same exception object)."""
@@ -223,8 +238,15 @@ class ProcessStage(StageRuntime):
             keep_values.append(value)
         return dumps(keep_values), keep_indices, keep_values
 
-    def _run_chunk(self, lane: _Lane, indices: Indices, values: list[Any]) -> None:
-        """Send one chunk to the lane's worker and see it through."""
+    def _run_chunk(
+        self, lane: _Lane, indices: Indices, values: list[Any], *, prefetch: bool = False
+    ) -> None:
+        """Send one chunk to the lane's worker and see it through.
+
+        With *prefetch*, while the worker computes, the lane sends it the next
+        chunk too (if one is queued and small enough to sit in the pipe without
+        blocking), so the worker never idles while the lane is busy elsewhere.
+        """
         payload, indices, values = self._dumps(indices, values)
         if not indices:
             return
@@ -242,6 +264,7 @@ class ProcessStage(StageRuntime):
         status[base] = 0  # until the worker says otherwise: the first item...
         status[base + 1] = time.monotonic() if self.spec.timeout is not None else 1
         lane.busy = True  # ...started now (timed), or the first slice is [0, 1)
+        outstanding: collections.deque[tuple[Indices, list[Any], int]] = collections.deque()
         try:
             if self.ctx.stopping:  # close() may have missed that we were busy
                 return
@@ -250,9 +273,52 @@ class ProcessStage(StageRuntime):
             except OSError:
                 self._lost_worker(lane, worker, indices, values, 0)
                 return
-            self._await_replies(lane, worker, indices, values, len(payload))
+            outstanding.append((indices, values, len(payload)))
+            while outstanding:
+                if prefetch and len(outstanding) == 1 and not self.ctx.stopping:
+                    self._prefetch(worker, outstanding)
+                indices, values, nbytes = outstanding[0]
+                if not self._await_replies(lane, worker, indices, values, nbytes):
+                    # The worker is gone; what was sent after this chunk never started.
+                    for later_indices, later_values, _ in list(outstanding)[1:]:
+                        self._requeue(later_indices, later_values, list(range(len(later_values))))
+                    outstanding.clear()
+                    return
+                outstanding.popleft()
         finally:
             lane.busy = False
+
+    def _prefetch(
+        self, worker: _Worker, outstanding: collections.deque[tuple[Indices, list[Any], int]]
+    ) -> None:
+        """Send the worker its next chunk now, if one is queued and fits the pipe."""
+        limit = worker.prefetch_bytes
+        if outstanding[0][2] > limit:  # chunks this big would not fit: do not try
+            return
+        try:
+            message = self.in_queue.get_nowait()
+        except queue.Empty:
+            return
+        if message is STOP:
+            self.in_queue.put(STOP)  # for the main loop of this lane
+            return
+        assert isinstance(message, tuple)
+        chunk = self._gather(message)
+        if chunk is None:
+            self.in_queue.put(STOP)
+            return
+        payload, indices, values = self._dumps(*chunk)
+        if not indices:
+            return
+        if len(payload) > limit:
+            self.in_queue.put((indices, values))  # another worker, or us when idle
+            return
+        try:
+            worker.conn.send_bytes(payload)
+        except OSError:
+            self.in_queue.put((indices, values))
+            return
+        outstanding.append((indices, values, len(payload)))
 
     def _await_replies(
         self,
@@ -261,7 +327,8 @@ class ProcessStage(StageRuntime):
         indices: Indices,
         values: list[Any],
         nbytes: int,
-    ) -> None:
+    ) -> bool:
+        """Wait for this chunk's replies; False if its worker died or was killed."""
         timeout = self.spec.timeout
         status = self._status
         base = 2 * lane.slot
@@ -278,22 +345,24 @@ class ProcessStage(StageRuntime):
                     data = conn.recv_bytes()
                 except (EOFError, OSError):
                     self._lost_worker(lane, worker, indices, values, finished)
-                    return
+                    return False
                 try:
                     reply: Reply = pickle.loads(data)
                 except Exception as exc:
                     self._unreadable_reply(lane, worker, indices, values, finished, exc)
-                    return
+                    return False
                 finished = self._deliver(reply, indices, values)
                 if reply[4]:
                     self.sizer.report(finished, reply[3], nbytes * finished // len(values))
                     # A worker may hand back the end of a chunk that got slow.
                     self._requeue(indices, values, list(range(finished, len(values))))
-                    return
+                    return True
             elif ready:  # the sentinel: the process is gone
                 finished = self._drain(conn, indices, values, finished)
+                if finished >= len(values):
+                    return True  # this chunk was answered in full before the end
                 self._lost_worker(lane, worker, indices, values, finished)
-                return
+                return False
             elif timeout is not None:
                 position = int(status[base])
                 started = status[base + 1]
@@ -304,7 +373,7 @@ class ProcessStage(StageRuntime):
                     if finished > position:
                         continue
                     self._timed_out(lane, worker, indices, values, finished, position)
-                    return
+                    return False
 
     def _drain(self, conn: Connection, indices: Indices, values: list[Any], finished: int) -> int:
         """Deliver replies already in the pipe; the new ``finished`` position."""
@@ -429,7 +498,7 @@ class ProcessStage(StageRuntime):
     def _run_alone(self, lane: _Lane, index: int, value: Any) -> bool:
         """Run one item in its own chunk; True if it killed its worker."""
         crashes = lane.crashes
-        self._run_chunk(lane, [index], [value])
+        self._run_chunk(lane, [index], [value], prefetch=False)
         return lane.crashes != crashes
 
     def _report_crash(self, worker: _Worker, index: int, value: Any) -> None:
@@ -470,6 +539,20 @@ class ProcessStage(StageRuntime):
 
     def lanes_alive(self) -> bool:
         return all(lane.thread is not None and lane.thread.is_alive() for lane in self._lanes)
+
+
+def _send_buffer_size(conn: Connection) -> int:
+    """SO_SNDBUF of the socket under *conn* (0 if it is not a socket)."""
+    try:
+        sock = socket.socket(fileno=os.dup(conn.fileno()))
+    except OSError:
+        return 0
+    try:
+        return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
+    except OSError:
+        return 0
+    finally:
+        sock.close()
 
 
 def _describe_exit(exitcode: int | None) -> str:

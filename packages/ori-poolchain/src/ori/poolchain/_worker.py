@@ -18,9 +18,9 @@ The worker publishes progress in its two slots of a shared array, so the parent
 knows what a dead or stuck worker was running without any message. With a
 timeout: the chunk position of the running item and its start time, before
 each call. Without one (the fast path): the start and end positions of the
-running slice (at most ``UNTIMED_SLICE`` items, which map() runs at C speed);
-the parent then finds the item that killed a worker by running that slice's
-items again one by one.
+running slice (up to ``UNTIMED_SLICE`` fast items, or one slow item, run by
+map() at C speed); the parent then finds the item that killed a worker by
+running that slice's items again one by one.
 
 The worker ignores SIGINT: Ctrl-C in a terminal reaches the whole process group,
 and it is the parent that decides how the run ends (it then stops or kills its
@@ -42,7 +42,7 @@ from ori.errors import OriError
 from ._errors import format_exception_text
 
 PARTIAL_REPLY_SECONDS = 0.05
-UNTIMED_SLICE = 32
+UNTIMED_SLICE = 256
 
 ErrorEntry = tuple[int, BaseException, str]
 Reply = tuple[int, list[Any], list[ErrorEntry], float, bool]
@@ -119,9 +119,10 @@ def _run_chunk(
     append = results.append
     first = 0
     if not timed:
-        # The hot path: map() over short slices runs at C speed; the shared
-        # array tells which slice is running. Slices grow from 1 item to
-        # UNTIMED_SLICE, so the clock is looked at soon in a slow chunk.
+        # The hot path: map() over slices runs at C speed; the shared array
+        # tells which slice is running. A slice doubles (up to UNTIMED_SLICE)
+        # while it takes under a millisecond and drops back to one item when it
+        # is slow, so slow items are watched (and blamed for a crash) one by one.
         extend = results.extend
         size = len(values)
         start = 0
@@ -130,8 +131,7 @@ def _run_chunk(
             stop = start + step
             status[base + 1] = float(stop)
             status[base] = float(start)
-            if step < UNTIMED_SLICE:
-                step *= 2
+            began = clock()
             try:
                 extend(map(function, values[start:stop]))
                 start = stop
@@ -141,7 +141,12 @@ def _run_chunk(
                 errors.append((start, exc, format_exception_text(exc)))
                 del exc
                 start += 1
-            if give_back is not None and start < size and clock() - started > give_back:
+            now = clock()
+            if now - began < 0.001:
+                step = min(2 * step, UNTIMED_SLICE)
+            elif now - began > 0.005:
+                step = 1
+            if give_back is not None and start < size and now - started > give_back:
                 break
     else:
         # With a timeout the parent also needs each item's start time, and
