@@ -67,6 +67,7 @@ class Config:
     chain_save: float
     chain_deadline: float
     throughput_items: int
+    throughput_repeats: int
     throughput_deadline: float
     cpu_items: int
     cpu_item_seconds: float
@@ -90,6 +91,7 @@ FULL = Config(
     chain_save=0.05,
     chain_deadline=300,
     throughput_items=100_000,
+    throughput_repeats=3,
     throughput_deadline=300,
     cpu_items=100,
     cpu_item_seconds=0.02,
@@ -112,6 +114,7 @@ QUICK = Config(
     chain_save=0.02,
     chain_deadline=20,
     throughput_items=1_000,
+    throughput_repeats=1,
     throughput_deadline=20,
     cpu_items=8,
     cpu_item_seconds=0.005,
@@ -304,9 +307,10 @@ def chain_rows(config: Config, loops: int, compute_seconds: float, parallel: boo
     )
     latency = config.chain_download + compute_seconds + config.chain_save
     shape = (
-        f"{n} items; download {config.chain_download * 1000:.0f} ms x{spec.download_workers} "
-        f"threads, compute {compute_seconds * 1000:.0f} ms x{spec.compute_workers} processes, "
-        f"save {config.chain_save * 1000:.0f} ms x{spec.save_workers} threads"
+        f"{n} items; download {config.chain_download * 1000:.0f} ms"
+        f" x{spec.download_workers} threads, compute ~{config.chain_compute * 1000:.0f} ms"
+        f" x{spec.compute_workers} processes, save {config.chain_save * 1000:.0f} ms"
+        f" x{spec.save_workers} threads"
     )
     efficiency = f"(a) 3-stage chain: efficiency vs ideal ({shape})"
     first = "(a) 3-stage chain: time to first result ÷ one item's latency"
@@ -339,7 +343,10 @@ def chain_rows(config: Config, loops: int, compute_seconds: float, parallel: boo
         ]
         totals = [sample["total"] for sample in samples]
         median, low, high = spread([ideal / total for total in totals])
-        notes.append(f"median {statistics.median(totals):.2f} s, ideal {ideal:.2f} s")
+        notes.append(
+            f"median {statistics.median(totals):.2f} s, ideal {ideal:.2f} s "
+            f"(compute measured at {compute_seconds * 1000:.1f} ms)"
+        )
         efficiency_row = Row(efficiency, peer.name, median, "", True, low, high, target=0.9)
         efficiency_row.note = "; ".join(filter(None, notes))
         efficiency_row.extra = {"seconds": totals, "ideal": ideal, "how": peer.how}
@@ -379,7 +386,7 @@ def throughput_rows(config: Config, parallel: bool) -> list[Row]:
             stage=stage,
             workers=THREAD_WORKERS if stage == "thread" else PROCESS_WORKERS,
             chunksize=THROUGHPUT_CHUNKSIZE,
-            repeats=config.repeats,
+            repeats=config.throughput_repeats,
         )
         samples = outcome.get("samples") or []
         if outcome.get("status") != "done" or not samples:
