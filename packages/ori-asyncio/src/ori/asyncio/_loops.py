@@ -56,7 +56,7 @@ _inherited_through_fork: list[asyncio.AbstractEventLoop] = []
 
 
 class _Holder:
-    """One thread's cached loop. Dropped, and the loop closed, when the thread ends."""
+    """One thread's cached loop, its default executor, and the process it belongs to."""
 
     __slots__ = ("executor", "loop", "pid")
 
@@ -73,10 +73,23 @@ class _Holder:
         elif not loop.is_closed() and not loop.is_running():
             loop.close()
 
+
+class _CloseAtThreadExit:
+    """Referenced only by the thread-local storage, so it dies exactly when the thread ends.
+
+    The holder itself may outlive the thread (a traceback that escaped the
+    thread keeps the frames that used it), but its loop is closed regardless.
+    """
+
+    __slots__ = ("holder",)
+
+    def __init__(self, holder: _Holder) -> None:
+        self.holder = holder
+
     def __del__(self) -> None:
         # Runs in the ending thread when its thread-local storage is cleared.
         with contextlib.suppress(Exception):
-            self.close()
+            self.holder.close()
 
 
 _local = threading.local()
@@ -90,6 +103,7 @@ def cached_holder() -> _Holder:
             _inherited_through_fork.append(holder.loop)
         holder = _Holder()
         _local.holder = holder
+        _local.closer = _CloseAtThreadExit(holder)
     return holder
 
 
@@ -97,6 +111,7 @@ def discard_cached(holder: _Holder) -> None:
     """Forget and close this thread's cached loop after it was left in an unknown state."""
     if getattr(_local, "holder", None) is holder:
         del _local.holder
+        del _local.closer
     holder.close()
 
 
