@@ -93,6 +93,26 @@ def test_quick_run_prints_the_table_and_writes_results_and_charts(tmp_path: Path
     sections = [line[4:] for line in results.splitlines() if line.startswith("### ")]
     assert len(sections) > 5
 
+    # The original Ori's rows (here: "skipped") join the tables of the modules they mirror.
+    by_section = {
+        part.split("\n", 1)[0]: part for part in results.split("\n### ")[1:] if "\n" in part
+    }
+    for script in sorted((BENCHMARKS / "original").glob("orig_*.py")):
+        if not (BENCHMARKS / f"bench_{script.stem[len('orig_') :]}.py").exists():
+            continue
+        for name, _ in load(script, f"ori_benchmarks_{script.stem}").names(True):
+            section = by_section.get(name, "")
+            assert "| Ori 0.1.2 (original) |" in section, name
+            others = [
+                line
+                for line in section.splitlines()
+                if line.startswith("| ")
+                and not line.startswith("| implementation |")
+                and "original" not in line
+                and "---" not in line
+            ]
+            assert others, f"{name}: only the original has rows"
+
     charts = sorted((tmp_path / "img").glob("bench-*.png"))
     if installed("matplotlib"):
         # One chart per benchmark section (the headline has none), each a real PNG.
