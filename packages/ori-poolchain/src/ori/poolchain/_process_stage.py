@@ -4,20 +4,24 @@ Data flow of one lane (see ``_worker.py`` for the other end of the pipe)::
 
     in_queue --batches--> gather a chunk (1 blocking get, then only what is
         already queued, up to the stage's chunk size) --pickle--> worker pipe
+        (+ the next chunk, prefetched, when the stage has no timeout)
     worker pipe --replies--> successes to the outlet, failures to the consumer
 
 While a chunk runs, the lane waits on the worker's pipe *and* its process
 sentinel (``multiprocessing.connection.wait``), with a deadline when the stage
-has a timeout. The worker publishes the position and start time of the item it
-is running in a shared array, so the lane knows exactly which item a stuck or
-dead worker held:
+has a timeout. The worker publishes what it is running in a shared array (the
+item and its start time with a timeout, else the current slice of items), so
+the lane knows what a stuck or dead worker held:
 
-* a reply arrives: forward it; the chunk is done when the reply says so;
+* a reply arrives: forward it; the chunk is done when the reply says so (a
+  worker may hand back the unstarted end of a chunk that got slow: requeued);
 * the deadline passes: kill that one worker, report the item as
   :class:`~ori.errors.OriTimeoutError`, hand the chunk's unfinished items back to
   the queue;
 * the worker dies (sentinel ready or EOF): report the item as
-  :class:`~ori.errors.OriWorkerCrashedError`, hand the rest back.
+  :class:`~ori.errors.OriWorkerCrashedError` (a slice of several items first
+  runs again item by item to find it), hand the rest back, prefetched chunk
+  included.
 
 Either way the lane starts a replacement worker when it next has work, so a
 stage never loses capacity. Ori does not use ``ProcessPoolExecutor`` here
