@@ -123,10 +123,10 @@ QUICK = Config(
     memory_large=1_000,
     memory_chunksize=10,
     memory_limit_mb=200,
-    memory_deadline=5,
+    memory_deadline=3,
     recovery_items=40,
     recovery_item_seconds=0.001,
-    recovery_timeout=1,
+    recovery_timeout=0.5,
     recovery_deadline=4,
 )
 
@@ -272,7 +272,7 @@ def per_peer(
     """Rows of *body(peer, python)* for every peer, grouped by benchmark, peers in order.
 
     An unavailable peer gets one explaining row in each of *benchmarks* (a name and
-    the keyword options of :func:`_harness.unavailable`) instead. *parallel* runs two
+    the keyword options of :func:`_harness.unavailable`) instead. *parallel* runs three
     peers at a time: only for ``--quick``, where figures do not matter.
     """
 
@@ -286,7 +286,7 @@ def per_peer(
         return rows
 
     if parallel:
-        with ThreadPoolExecutor(2) as pool:
+        with ThreadPoolExecutor(3) as pool:
             groups = list(pool.map(one, PEERS.values()))
     else:
         groups = [one(peer) for peer in PEERS.values()]

@@ -20,7 +20,7 @@ one thing it creates is the throwaway venv holding the original Ori 0.1.2 under
 ``benchmarks/.cache/`` (see ``original/venv.py``): ``--no-original-setup`` uses
 that venv only if it already exists, ``--no-original`` leaves the original out.
 
-``--quick`` is a smoke test of the suite (tiny sizes, one repeat, peers two at a
+``--quick`` is a smoke test of the suite (tiny sizes, one repeat, peers three at a
 time): it proves the machinery works, its figures mean nothing.
 
 Exit status: 0 when every module produced its rows (rows that say a peer hung or is
