@@ -312,15 +312,19 @@ def target_met(row: Row) -> bool | None:
     return row.value >= row.target if row.higher_is_better else row.value <= row.target
 
 
-def headline_table(rows: Sequence[Row]) -> str:
-    """One line per benchmark: Ori's figure, the best peer's, the ratio, the target."""
+def headline_table(rows: Sequence[Row], *, targets_only: bool = False) -> str:
+    """One line per benchmark with an Ori row: Ori's figure, the best peer's, the ratio, the target.
+
+    *targets_only* keeps the benchmarks for which an issue set Ori a target (the
+    shorter table meant for the README).
+    """
     lines = [
         "| benchmark | Ori | best peer | Ori vs best peer | target | met |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for benchmark, members in group(rows).items():
         ours = [row for row in members if is_ours(row.implementation)]
-        if not ours:
+        if not ours or (targets_only and all(row.target is None for row in ours)):
             continue
         peers = [
             row
@@ -697,7 +701,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     say(f"\nwrote {results} and {len(charts)} chart(s) in {output / IMAGE_DIR}")
     if args.readme is not None:
-        if update_readme(args.readme, headline_table(rows)):
+        if update_readme(args.readme, headline_table(rows, targets_only=True)):
             say(f"updated the headline table in {args.readme}")
         else:
             say(f"{args.readme} has no {README_START} ... {README_END} block: left unchanged")

@@ -215,6 +215,9 @@ def test_report_tables_rank_measured_rows_and_explain_missing_ones(runner: Modul
     headline = runner.headline_table(rows)
     assert "| speed | 300 items/s | 150 items/s (peer) | 2.00x | >= 150 | yes |" in headline
     assert "| time | 4 s | 2 s (peer) | 0.50x | <= 2 | **no** |" in headline
+    rows.append(harness.Row("untargeted", "Ori", 1.0, "s"))
+    assert "| untargeted |" in runner.headline_table(rows)
+    assert "| untargeted |" not in runner.headline_table(rows, targets_only=True)
 
 
 def test_readme_block_is_replaced_only_between_markers(runner: ModuleType, tmp_path: Path) -> None:
