@@ -79,6 +79,8 @@ def run(quick: bool) -> list[Row]:
     python, reason = venv.find()
     rows: list[Row] = []
     for script in SCRIPTS:
+        if not (HERE / f"bench_{script.stem.removeprefix('orig_')}.py").exists():
+            continue  # orig_x.py mirrors bench_x.py: without it there is no table to join
         if python is None:
             rows += _missing_rows(script, quick, f"not available: {reason}")
         else:
