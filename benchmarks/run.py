@@ -74,6 +74,7 @@ PEERS = {
     "joblib": "joblib",
     "loky": "loky",
     "asgiref": "asgiref",
+    "anyio": "anyio",
     "sh": "sh",
 }
 # Ori's own packages (import name -> folder under packages/).
