@@ -54,6 +54,7 @@ from ._stages import StageRuntime, StageSpec
 from ._worker import Reply, dumps, worker_main
 
 STOP_GRACE_SECONDS = 1.0
+PREFETCH_BELOW_SECONDS = 0.005
 
 
 class _Worker:
@@ -107,7 +108,7 @@ class _Worker:
 
 
 class _Lane:
-    __slots__ = ("busy", "crashes", "slot", "thread", "worker")
+    __slots__ = ("busy", "crashes", "fast", "slot", "thread", "worker")
 
     def __init__(self, slot: int) -> None:
         self.slot = slot
@@ -115,6 +116,10 @@ class _Lane:
         self.thread: threading.Thread | None = None
         self.busy = False
         self.crashes = 0  # workers of this lane that died while running a chunk
+        # Whether its last chunk took under PREFETCH_BELOW_SECONDS: only then
+        # is a second chunk sent ahead (for slow items it would only tie work
+        # to this worker while another one might be idle).
+        self.fast = False
 
 
 class ProcessStage(StageRuntime):
@@ -248,8 +253,9 @@ class ProcessStage(StageRuntime):
         """Send one chunk to the lane's worker and see it through.
 
         With *prefetch*, while the worker computes, the lane sends it the next
-        chunk too (if one is queued and small enough to sit in the pipe without
-        blocking), so the worker never idles while the lane is busy elsewhere.
+        chunk too (if chunks are quick, one is queued, and it is small enough to
+        sit in the pipe without blocking), so the worker does not idle while the
+        lane waits for the GIL or does its bookkeeping.
         """
         payload, indices, values = self._dumps(indices, values)
         if not indices:
@@ -279,7 +285,7 @@ class ProcessStage(StageRuntime):
                 return
             outstanding.append((indices, values, len(payload)))
             while outstanding:
-                if prefetch and len(outstanding) == 1 and not self.ctx.stopping:
+                if prefetch and lane.fast and len(outstanding) == 1 and not self.ctx.stopping:
                     self._prefetch(worker, outstanding)
                 indices, values, nbytes = outstanding[0]
                 if not self._await_replies(lane, worker, indices, values, nbytes):
@@ -357,6 +363,7 @@ class ProcessStage(StageRuntime):
                     return False
                 finished = self._deliver(reply, indices, values)
                 if reply[4]:
+                    lane.fast = reply[3] < PREFETCH_BELOW_SECONDS
                     self.sizer.report(finished, reply[3], nbytes * finished // len(values))
                     # A worker may hand back the end of a chunk that got slow.
                     self._requeue(indices, values, list(range(finished, len(values))))
