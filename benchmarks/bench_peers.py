@@ -28,12 +28,10 @@ so ("hung", "aborted"), never a hung suite.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -47,6 +45,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import _groups
 from _harness import Row, main, unavailable
 from _peer_adapters import ORI, ORI_ORIGINAL, PEERS, ChainSpec, Peer
 from _peer_workloads import burn, calibrate_loops
@@ -179,13 +178,6 @@ def interpreter(peer: Peer) -> tuple[str | None, str]:
     return None, "not installed"
 
 
-def kill_group(pid: int) -> None:
-    """SIGKILL every process left in the scenario's session (workers a peer leaked)."""
-    if os.name == "posix":
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-
-
 def run_scenario(
     python: str, scenario: str, peer: str, deadline: float, **params: Any
 ) -> dict[str, Any]:
@@ -201,13 +193,12 @@ def run_scenario(
         request.update(params)
         started = time.perf_counter()
         with log.open("w") as log_stream:
-            process = subprocess.Popen(
+            process = _groups.start(
                 [python, str(SCENARIO), json.dumps(request)],
                 stdin=subprocess.DEVNULL,
                 stdout=log_stream,
                 stderr=subprocess.STDOUT,
                 cwd=str(HERE),
-                start_new_session=True,
             )
             try:
                 process.wait(timeout=deadline + KILL_GRACE)
@@ -215,8 +206,8 @@ def run_scenario(
             except subprocess.TimeoutExpired:
                 killed = True
             finally:
-                kill_group(process.pid)
-                process.wait()
+                # Also kills the workers a peer left behind in the scenario's group.
+                _groups.stop(process)
         try:
             outcome: dict[str, Any] = json.loads(out.read_text())
         except (OSError, ValueError):
@@ -596,6 +587,7 @@ def recovery_row(
 
 
 def run(quick: bool) -> list[Row]:
+    _groups.kill_children_on_sigterm()  # run.py stops a module with SIGTERM first
     config = QUICK if quick else FULL
     chain_loops = calibrate_loops(config.chain_compute)
     cpu_loops = calibrate_loops(config.cpu_item_seconds)

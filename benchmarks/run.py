@@ -31,7 +31,6 @@ usage error.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -39,7 +38,6 @@ import json
 import math
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -54,6 +52,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+import _groups  # noqa: E402
 from _harness import (  # noqa: E402
     Row,
     best_values,
@@ -91,6 +90,8 @@ ORDER = ["poolchain", "peers", "asyncio", "subprocess"]
 LAST = ["original"]
 RESULTS_FILE = "benchmark-results.md"
 IMAGE_DIR = "img"
+# Seconds a module gets, after SIGTERM, to stop what it started before SIGKILL.
+STOP_GRACE = 10.0
 README_START = "<!-- benchmark-headline:start -->"
 README_END = "<!-- benchmark-headline:end -->"
 
@@ -222,12 +223,6 @@ def child_main(name: str, rows_path: str, quick: bool, directory: str) -> int:
     return 0
 
 
-def kill_group(pid: int) -> None:
-    if os.name == "posix":
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-
-
 def run_module(
     name: str,
     *,
@@ -256,26 +251,18 @@ def run_module(
         ]
         if quick:
             command.append("--quick")
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=sys.stderr,
-            cwd=str(ROOT),
-            env=env,
-            start_new_session=True,
+        process = _groups.start(
+            command, stdin=subprocess.DEVNULL, stdout=sys.stderr, cwd=str(ROOT), env=env
         )
         failure = None
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             failure = f"timed out after {timeout:.0f} s (killed)"
-        except KeyboardInterrupt:
-            kill_group(process.pid)
-            process.wait()
-            raise
         finally:
-            kill_group(process.pid)
-            process.wait()
+            # SIGTERM first: a module that runs scenarios in sessions of their own
+            # (bench_peers) then kills those before it exits.
+            _groups.stop(process, grace=STOP_GRACE)
         if failure is None and process.returncode != 0:
             failure = f"failed with exit code {process.returncode} (its traceback is above)"
         try:
@@ -629,6 +616,15 @@ def split_names(values: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        _groups.kill_all()
+        say("\ninterrupted: every benchmark process was stopped")
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.child:
         try:

@@ -160,6 +160,31 @@ def test_a_hanging_module_is_killed_with_everything_it_started(
     # The no_leaks fixture then checks that the grandchild is gone too.
 
 
+def test_a_hanging_module_stops_the_sessions_it_started(runner: ModuleType, tmp_path: Path) -> None:
+    """Like bench_peers: children in sessions of their own are not in the module's group."""
+    (tmp_path / "bench_nested.py").write_text(
+        textwrap.dedent(
+            """
+            import sys, time
+            sys.path.insert(0, BENCHMARKS)
+            import _groups
+
+            def run(quick):
+                _groups.kill_children_on_sigterm()
+                _groups.start([sys.executable, "-c", "import time; time.sleep(120)"])
+                time.sleep(120)
+            """
+        ).replace("BENCHMARKS", repr(str(BENCHMARKS)))
+    )
+    started = time.monotonic()
+    rows, failure = runner.run_module("nested", quick=True, timeout=3, directory=tmp_path)
+    assert time.monotonic() - started < 3 + runner.STOP_GRACE
+    assert rows == []
+    assert failure is not None
+    assert "timed out" in failure
+    # The no_leaks fixture then checks that the child in its own session is gone.
+
+
 def test_a_crashing_module_is_reported_not_fatal(runner: ModuleType, tmp_path: Path) -> None:
     (tmp_path / "bench_crash.py").write_text("def run(quick):\n    raise RuntimeError('boom')\n")
     rows, failure = runner.run_module("crash", quick=True, timeout=60, directory=tmp_path)

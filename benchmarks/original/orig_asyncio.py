@@ -50,8 +50,8 @@ RUNNING_LOOP = "sync: called inside a running loop (helper thread)"
 
 def names(quick: bool) -> list[tuple[str, dict[str, Any]]]:
     """Benchmark names and row options, for rows that say the original is unavailable."""
-    timing = {"unit": UNIT}
-    result = []
+    timing: dict[str, Any] = {"unit": UNIT}
+    result: list[tuple[str, dict[str, Any]]] = []
     for label in LABELS:
         result.append((main_thread_name(label), timing))
         result.append((speedup_name(label), {"unit": "x", "higher_is_better": True}))
@@ -81,6 +81,11 @@ def per_call(calls: int, call: Callable[[], object]) -> Callable[[], float]:
     return run
 
 
+def _calling(runner: Callable[[Any], object], coroutine: Callable[[], Any]) -> Callable[[], object]:
+    """A no-argument call of runner(coroutine())."""
+    return lambda: runner(coroutine())
+
+
 def failure(exc: BaseException) -> str:
     return f"fails: {type(exc).__name__}: {exc}"[:160]
 
@@ -99,7 +104,7 @@ def run(quick: bool) -> list[Row]:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                median, low, high = repeat(per_call(calls, lambda c=coroutine: sync(c())), times)
+                median, low, high = repeat(per_call(calls, _calling(sync, coroutine)), times)
             except Exception as exc:  # recorded as data
                 rows.append(unavailable(main_thread_name(label), IMPLEMENTATION, failure(exc)))
                 continue
@@ -162,7 +167,7 @@ def run(quick: bool) -> list[Row]:
             rows.append(unavailable(speedup_name(label), IMPLEMENTATION, "no figure", unit="x"))
             continue
         coroutine = COROUTINES[label]
-        baseline, _, _ = repeat(per_call(calls, lambda c=coroutine: asyncio.run(c())), times)
+        baseline, _, _ = repeat(per_call(calls, _calling(asyncio.run, coroutine)), times)
         rows.append(
             Row(
                 speedup_name(label),
