@@ -19,7 +19,9 @@
    same for 10^4 items; each size runs in a fresh child process so runs do not
    pollute each other; target <= 1.2.
 
-Run: ``python benchmarks/bench_poolchain.py [--quick]``.
+Run: ``python benchmarks/bench_poolchain.py [--quick]`` (``--quick``: one repeat,
+smaller inputs, a smoke test whose figures mean little), or through
+``benchmarks/run.py``.
 """
 
 from __future__ import annotations
@@ -192,7 +194,7 @@ def efficiency_rows(quick: bool) -> list[Row]:
     rows = interleaved(
         "3-stage efficiency",
         {"ori PoolChain": ori, "chained Executor.map (original Ori)": original},
-        times=3,
+        times=1 if quick else 3,
         unit="",
         higher_is_better=True,
         note=f"{n} items, ideal about {nominal:.2f} s (measured per run)",
@@ -222,7 +224,7 @@ def first_result_rows(quick: bool) -> list[Row]:
     rows = interleaved(
         "first result / item latency",
         {"ori PoolChain": ori, "chained Executor.map (original Ori)": original},
-        times=3 if quick else 5,
+        times=1 if quick else 5,
         unit="",
         higher_is_better=False,
         note=f"one item's trip {latency * 1000:.0f} ms, {n} items",
@@ -237,8 +239,8 @@ def first_result_rows(quick: bool) -> list[Row]:
 def throughput_rows(quick: bool) -> list[Row]:
     from ori.poolchain import PoolChain
 
-    times = 3 if quick else 5
-    n_threads = 100_000 if quick else 300_000
+    times = 1 if quick else 5
+    n_threads = 50_000 if quick else 300_000
     n_processes = 1_000_000 if quick else 3_000_000
 
     def ori_threads() -> float:
