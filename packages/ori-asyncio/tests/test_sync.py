@@ -606,7 +606,7 @@ def test_system_exit_propagates() -> None:
 
 def test_loop_stop_inside_is_reported() -> None:
     async def stop_loop() -> None:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.01)  # past sync()'s first, non-blocking passes
         asyncio.get_running_loop().stop()
         await asyncio.sleep(0.05)
 

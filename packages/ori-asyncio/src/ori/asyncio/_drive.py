@@ -3,9 +3,9 @@
 Three ways, chosen by :mod:`ori.asyncio._sync`:
 
 * ``run_here``: the loop is idle and this thread has no running loop, so this
-  thread runs it until the task is done. One pass of the loop comes first;
-  most short awaitables finish in it and need nothing else. Only a task that
-  is still pending gets a SIGINT guard and a full run.
+  thread runs it until the task is done. A few non-blocking passes of the
+  loop come first; most short awaitables finish in them. Only a task that is
+  still pending gets the ticker (see below) and a full run.
 * ``run_in_helper``: the loop is idle but this thread is busy running another
   loop, so a short-lived helper thread runs it while this thread waits.
 * ``run_remote``: the loop is already running in another thread; the task is
@@ -36,6 +36,9 @@ T = TypeVar("T")
 
 # How often a waiting thread checks that the loop it depends on is still open.
 _POLL_SECONDS = 0.25
+
+# Non-blocking passes of the loop run_here() makes before it lets the loop block.
+_QUICK_PASSES = 3
 
 _WRONG_LOOP_NOTE = (
     "ori.asyncio.sync() ran this awaitable on a separate event loop in a helper "
@@ -120,17 +123,21 @@ def run_here(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T
     not running another loop.
     """
     task = loop.create_task(coro)  # copies the caller's contextvars
-    guard: SigintGuard | None = None
+    guard = SigintGuard.install(
+        functools.partial(cancel_threadsafe, loop, task),
+        busy=functools.partial(_executing_a_task, loop),
+    )
     ticker: _Ticker | None = None
     try:
-        # Calling stop() first makes run_forever() do exactly one pass.
-        loop.stop()
-        loop.run_forever()
-        if not task.done():
-            guard = SigintGuard.install(
-                functools.partial(cancel_threadsafe, loop, task),
-                busy=functools.partial(_executing_a_task, loop),
-            )
+        # Calling stop() first makes run_forever() do exactly one pass, which
+        # never blocks. Short awaitables finish in a few such passes; only the
+        # others need the ticker and a full run of the loop.
+        for _ in range(_QUICK_PASSES):
+            loop.stop()
+            loop.run_forever()
+            if task.done():
+                break
+        else:
             if guard is not None:
                 ticker = _Ticker(loop)
             run_until_done(loop, task)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import signal
 import threading
 from collections.abc import Callable
@@ -34,6 +35,17 @@ from types import FrameType
 from typing import Any, TypeGuard
 
 __all__ = ("SigintGuard",)
+
+# The C functions behind signal.getsignal() and signal.signal(). Those
+# wrappers convert handlers to enums by trial and error, which costs ten times
+# more than the switch itself, and sync() switches on every main-thread call.
+_getsignal: Callable[[int], Any]
+_setsignal: Callable[[int, Any], Any]
+try:
+    _c_signal = importlib.import_module("_signal")
+    _getsignal, _setsignal = _c_signal.getsignal, _c_signal.signal
+except (ImportError, AttributeError):  # pragma: no cover - no _signal module here
+    _getsignal, _setsignal = signal.getsignal, signal.signal
 
 
 class SigintGuard:
@@ -81,7 +93,7 @@ class SigintGuard:
         if threading.current_thread() is not threading.main_thread():
             return None
         try:
-            current = signal.getsignal(signal.SIGINT)
+            current = _getsignal(signal.SIGINT)
         except ValueError:  # pragma: no cover - signals unsupported here
             return None
         if _chains_to(current):
@@ -91,15 +103,16 @@ class SigintGuard:
         else:
             return None
         try:
-            signal.signal(signal.SIGINT, guard._handler)
+            _setsignal(signal.SIGINT, guard._handler)
         except ValueError:  # pragma: no cover - not the main interpreter
             return None
         return guard
 
     def uninstall(self) -> None:
         """Put the previous handler back, unless someone replaced ours meanwhile."""
-        if signal.getsignal(signal.SIGINT) is self._handler:
-            signal.signal(signal.SIGINT, self._restore)
+        replaced = _setsignal(signal.SIGINT, self._restore)
+        if replaced is not self._handler:  # not ours any more: put it back
+            _setsignal(signal.SIGINT, replaced)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.count += 1
