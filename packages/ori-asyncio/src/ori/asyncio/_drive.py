@@ -165,27 +165,30 @@ def run_here(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T
 
 def start_and_wait(
     start: Callable[[], None],
+    began: Callable[[], bool],
     done: threading.Event,
     cancel: Callable[[], None],
     check: Callable[[], None] | None = None,
 ) -> SigintGuard | None:
     """Call *start*, block until *done* is set; on interruption *cancel* and await the cleanup.
 
-    The SIGINT guard goes in before *start*: a Ctrl-C raised as
-    KeyboardInterrupt in the middle of *start* (starting a thread, queuing a
-    callback) could leave work running that nobody waits for or cancels.
-    *check* runs every few tenths of a second while waiting and may raise to
-    stop the wait (the loop being waited on was closed).
+    The SIGINT guard goes in before *start*, so that a first Ctrl-C cannot
+    interrupt *start* half-way. A KeyboardInterrupt from another handler
+    still can: then the work is cancelled, and waited for only if *began*
+    says it is under way (else nothing would ever set *done*). *check* runs
+    every few tenths of a second while waiting and may raise to stop the wait
+    (the loop being waited on was closed).
     """
     guard = SigintGuard.install(cancel)
     try:
-        start()
         try:
+            start()
             _wait(done, check)
         except BaseException:
             if guard is None or not guard.forced:
                 cancel()
-                _wait(done, check)
+                if began():
+                    _wait(done, check)
             raise
     finally:
         if guard is not None:
@@ -242,7 +245,12 @@ def run_in_helper(
                 done.set()
 
     helper = threading.Thread(target=drive, name="ori.asyncio-sync-helper", daemon=True)
-    guard = start_and_wait(helper.start, done, functools.partial(cancel_threadsafe, loop, task))
+    guard = start_and_wait(
+        helper.start,
+        lambda: helper.is_alive() or done.is_set(),
+        done,
+        functools.partial(cancel_threadsafe, loop, task),
+    )
     helper.join()
     if failures:
         raise failures[0]
@@ -284,10 +292,12 @@ def run_remote(loop: asyncio.AbstractEventLoop, awaitable: Awaitable[T]) -> T:
     """Run *awaitable* on *loop*, which is running in another thread; block until done."""
     coro = as_coroutine(awaitable)
     remote = _Remote()
+    queued: list[bool] = []
 
     def start() -> None:
         try:
             loop.call_soon_threadsafe(remote.start, loop, coro, context=contextvars.copy_context())
+            queued.append(True)
         except RuntimeError:
             discard(coro)
             raise OriError(
@@ -306,7 +316,7 @@ def run_remote(loop: asyncio.AbstractEventLoop, awaitable: Awaitable[T]) -> T:
                 f"the event loop {loop!r} was closed before the awaitable passed to sync() finished"
             )
 
-    guard = start_and_wait(start, remote.done, cancel, check)
+    guard = start_and_wait(start, lambda: bool(queued), remote.done, cancel, check)
     task: asyncio.Task[T] | None = remote.task
     if task is None:  # cancelled before it started
         if guard is not None and guard.interrupted:

@@ -15,8 +15,11 @@ see a cancellation), the first SIGINT raises KeyboardInterrupt right there,
 in that code, as Python normally does; its ``finally`` blocks run as the
 exception unwinds.
 
-Guards nest: a guard installed over another guard passes the first signal on
-to it, so ``sync() -> async code -> sync()`` cancels both levels. The handler
+Guards nest: a guard installed over another guard relays the first signal to
+it, so ``sync() -> async code -> sync()`` cancels both levels. A relayed
+signal only cancels: the outer guard's thread is blocked in the inner wait,
+not running the outer awaitable's code, so raising there would skip the
+inner awaitable's cleanup. The handler
 ``asyncio.Runner`` (``asyncio.run()``, Python 3.11+) installs is treated the
 same way, so one Ctrl-C during ``sync()`` called inside ``asyncio.run()``
 cancels the awaitable and the main task. Any other handler the program
@@ -119,11 +122,29 @@ class SigintGuard:
         if self.count > 1:
             self.forced = True
             raise KeyboardInterrupt
-        if self._outer is not None:
-            self._outer(signum, frame)
+        self._relay_outward(signum, frame)
         if self._busy is not None and self._busy():
             raise KeyboardInterrupt
         self._cancel()
+
+    def _relayed(self, signum: int, frame: FrameType | None) -> None:
+        # An inner guard got the signal while this one's thread was blocked in
+        # the inner wait: cancel, but never raise from here (this guard's loop
+        # is not running user code; it is stuck in that wait).
+        self.count += 1
+        if self.count == 1:
+            self._relay_outward(signum, frame)
+            self._cancel()
+
+    def _relay_outward(self, signum: int, frame: FrameType | None) -> None:
+        outer = self._outer
+        if outer is None:
+            return
+        owner = getattr(outer, "__self__", None)
+        if isinstance(owner, SigintGuard):
+            owner._relayed(signum, frame)
+        else:  # asyncio.Runner's handler: cancels its main task on a first signal
+            outer(signum, frame)
 
 
 _Runner: type | None = getattr(asyncio, "Runner", None)
