@@ -662,6 +662,6 @@ def test_syncify_of_a_plain_function_returning_non_awaitable() -> None:
     def not_async() -> int:
         return 5
 
-    wrapped = syncify(not_async)  # type: ignore[arg-type]
+    wrapped: Callable[[], int] = syncify(not_async)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="needs an awaitable"):
         wrapped()
