@@ -54,6 +54,8 @@ from ._stages import StageRuntime, StageSpec
 from ._worker import Reply, dumps, worker_main
 
 STOP_GRACE_SECONDS = 1.0
+WORKER_START_SECONDS = 60.0
+STARTUP_POLL_SECONDS = 0.02
 PREFETCH_BELOW_SECONDS = 0.005
 
 
@@ -271,9 +273,13 @@ class ProcessStage(StageRuntime):
                 return
         status = self._status
         base = 2 * lane.slot
-        status[base] = 0  # until the worker says otherwise: the first item...
-        status[base + 1] = time.monotonic() if self.spec.timeout is not None else 1
-        lane.busy = True  # ...started now (timed), or the first slice is [0, 1)
+        if self.spec.timeout is not None:
+            status[base] = -1  # no item started yet; the worker writes its own
+            status[base + 1] = time.monotonic()
+        else:
+            status[base] = 0  # until the worker says otherwise, the first slice
+            status[base + 1] = 1  # is [0, 1)
+        lane.busy = True
         outstanding: collections.deque[tuple[Indices, list[Any], int]] = collections.deque()
         try:
             if self.ctx.stopping:  # close() may have missed that we were busy
@@ -340,7 +346,6 @@ class ProcessStage(StageRuntime):
     ) -> bool:
         """Wait for this chunk's replies; False if its worker died or was killed."""
         timeout = self.spec.timeout
-        status = self._status
         base = 2 * lane.slot
         conn = worker.conn
         sentinel = worker.process.sentinel
@@ -348,7 +353,10 @@ class ProcessStage(StageRuntime):
         while True:
             wait_for: float | None = None
             if timeout is not None:
-                wait_for = max(0.0, status[base + 1] + timeout - time.monotonic())
+                position, deadline = self._deadline(base, timeout)
+                wait_for = max(0.0, deadline - time.monotonic())
+                if position < 0:  # look again soon: the item's clock starts any moment
+                    wait_for = min(wait_for, STARTUP_POLL_SECONDS)
             ready = multiprocessing.connection.wait([conn, sentinel], wait_for)
             if conn in ready:
                 try:
@@ -375,16 +383,29 @@ class ProcessStage(StageRuntime):
                 self._lost_worker(lane, worker, indices, values, finished)
                 return False
             elif timeout is not None:
-                position = int(status[base])
-                started = status[base + 1]
-                if int(status[base]) != position:  # moved on while we read
-                    continue
-                if time.monotonic() - started >= timeout:
+                position, deadline = self._deadline(base, timeout)
+                if time.monotonic() >= deadline:
                     finished = self._drain(conn, indices, values, finished)
+                    position = max(position, 0)  # a worker that never started: item 0
                     if finished > position:
                         continue
                     self._timed_out(lane, worker, indices, values, finished, position)
                     return False
+
+    def _deadline(self, base: int, timeout: float) -> tuple[int, float]:
+        """(chunk position, deadline) of the item the worker is running.
+
+        The clock starts when the worker starts the item, not when the chunk was
+        sent: a worker still starting up (importing, unpickling) is not late.
+        Position -1: no item started yet; such a worker gets WORKER_START_SECONDS
+        more before its first item counts as stuck.
+        """
+        status = self._status
+        position = int(status[base])
+        started = status[base + 1]
+        if position < 0:
+            return -1, started + timeout + WORKER_START_SECONDS
+        return position, started + timeout
 
     def _drain(self, conn: Connection, indices: Indices, values: list[Any], finished: int) -> int:
         """Deliver replies already in the pipe; the new ``finished`` position."""
