@@ -163,6 +163,18 @@ def test_process_stage_timeout_kills_the_worker() -> None:
     # The no_leaks fixture checks that the stuck worker is gone.
 
 
+def test_process_stage_timeout_does_not_count_worker_start_up() -> None:
+    # Workers need a second to start; each item is instant. The timeout runs
+    # from an item's start, so nothing may time out.
+    chain = PoolChain().add_processpool(
+        workers.SlowToUnpickle(),
+        max_workers=1,
+        timeout=0.3,
+        mp_context=multiprocessing.get_context("spawn"),
+    )
+    assert chain.execute_eager(range(5)) == list(range(5))
+
+
 def test_process_stage_timeout_on_a_chunk_item() -> None:
     chain = PoolChain().add_processpool(
         workers.hang_on_two, max_workers=1, chunksize=5, timeout=0.5
