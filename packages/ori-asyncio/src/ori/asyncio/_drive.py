@@ -24,6 +24,7 @@ import contextvars
 import functools
 import sys
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -112,6 +113,19 @@ class _Ticker:
         self._handle.cancel()
 
 
+# Loops on which run_here() gave up waiting for a task (a repeated Ctrl-C):
+# their owner closes them instead of running them again.
+_left_running: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def left_running(loop: asyncio.AbstractEventLoop) -> bool:
+    """True (once) if the last run_here() on *loop* left its task unfinished."""
+    if loop in _left_running:
+        _left_running.discard(loop)
+        return True
+    return False
+
+
 def _executing_a_task(loop: asyncio.AbstractEventLoop) -> bool:
     return asyncio.current_task(loop) is not None
 
@@ -160,6 +174,8 @@ def run_here(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T
             ticker.cancel()
         if guard is not None:
             guard.uninstall()
+        if not task.done():
+            _left_running.add(loop)
     return outcome(task, guard)
 
 
