@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ori.asyncio import LoopThread, iterate, sync
-from ori.errors import OriError, OriValidationError
+from ori.errors import OriInvalidStateError, OriValidationError
 
 label: contextvars.ContextVar[str] = contextvars.ContextVar("label", default="unset")
 
@@ -244,5 +244,5 @@ def test_closed_loop() -> None:
     loop = asyncio.new_event_loop()
     loop.close()
     items = iterate(Tracker().numbers(3), loop)
-    with pytest.raises(OriError, match="closed"):
+    with pytest.raises(OriInvalidStateError, match="closed"):
         next(items)

@@ -12,7 +12,7 @@ import weakref
 import pytest
 
 from ori.asyncio import LoopThread, sync
-from ori.errors import OriError
+from ori.errors import OriInvalidStateError
 
 
 async def running_loop() -> asyncio.AbstractEventLoop:
@@ -85,12 +85,12 @@ def test_close_is_idempotent_and_final() -> None:
     loop_thread.start()
     loop_thread.close()
     loop_thread.close()
-    with pytest.raises(OriError, match="runs once"):
+    with pytest.raises(OriInvalidStateError, match="runs once"):
         loop_thread.start()
-    with pytest.raises(OriError, match="closed"):
+    with pytest.raises(OriInvalidStateError, match="closed"):
         _ = loop_thread.loop
     coro = running_loop()
-    with pytest.raises(OriError, match="closed"):
+    with pytest.raises(OriInvalidStateError, match="closed"):
         loop_thread.run(coro)
     assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
 
@@ -98,7 +98,7 @@ def test_close_is_idempotent_and_final() -> None:
 def test_not_started() -> None:
     loop_thread = LoopThread()
     assert "not started" in repr(loop_thread)
-    with pytest.raises(OriError, match="not started"):
+    with pytest.raises(OriInvalidStateError, match="not started"):
         _ = loop_thread.loop
     loop_thread.close()  # closing an unstarted one is fine
 
@@ -128,7 +128,7 @@ def test_close_from_its_own_thread_is_refused() -> None:
         loop_thread.close()
 
     try:
-        with pytest.raises(OriError, match="its own loop thread"):
+        with pytest.raises(OriInvalidStateError, match="its own loop thread"):
             sync(close_self(), loop)
         assert loop_thread.running  # the refused close() changed nothing
     finally:

@@ -17,7 +17,7 @@ import pytest
 import ori.asyncio
 from ori.asyncio import LoopThread, sync, syncify, to_thread
 from ori.asyncio._loops import current_cached_loop
-from ori.errors import OriError, OriValidationError
+from ori.errors import OriInvalidStateError, OriValidationError
 
 T = TypeVar("T")
 
@@ -261,7 +261,7 @@ def test_nested_sync_async_sync() -> None:
 def test_future_of_the_running_loop_is_refused_not_hung() -> None:
     async def main() -> None:
         future = asyncio.get_running_loop().create_future()
-        with pytest.raises(OriError, match="deadlock"):
+        with pytest.raises(OriInvalidStateError, match="deadlock"):
             sync(future)
         future.cancel()
 
@@ -271,7 +271,7 @@ def test_future_of_the_running_loop_is_refused_not_hung() -> None:
 def test_task_of_the_running_loop_is_refused_and_left_alone() -> None:
     async def main() -> int:
         task = asyncio.get_running_loop().create_task(add(1, 2))
-        with pytest.raises(OriError, match="deadlock"):
+        with pytest.raises(OriInvalidStateError, match="deadlock"):
             sync(task)
         return await task
 
@@ -321,7 +321,7 @@ def test_explicit_loop_run_by_a_plain_thread() -> None:
 def test_explicit_loop_running_in_this_thread_is_refused() -> None:
     async def main() -> None:
         coro = add(1, 2)
-        with pytest.raises(OriError, match="deadlock"):
+        with pytest.raises(OriInvalidStateError, match="deadlock"):
             sync(coro, asyncio.get_running_loop())
         assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
 
@@ -369,7 +369,7 @@ def test_closed_loop_is_refused_and_coroutine_closed() -> None:
     loop = asyncio.new_event_loop()
     loop.close()
     coro = add(1, 2)
-    with pytest.raises(OriError, match="closed"):
+    with pytest.raises(OriInvalidStateError, match="closed"):
         sync(coro, loop)
     assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
 
@@ -378,7 +378,7 @@ def test_closed_loop_thread_is_refused() -> None:
     with LoopThread() as loop:
         pass
     coro = add(1, 2)
-    with pytest.raises(OriError, match="closed"):
+    with pytest.raises(OriInvalidStateError, match="closed"):
         sync(coro, loop)
     assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
 
@@ -409,7 +409,7 @@ def test_loop_closed_while_waiting_raises_instead_of_hanging() -> None:
         await asyncio.Event().wait()
 
     try:
-        with pytest.raises(OriError, match="closed before"):
+        with pytest.raises(OriInvalidStateError, match="closed before"):
             sync(forever(), loop)
     finally:
         thread.join(30)
@@ -610,7 +610,7 @@ def test_loop_stop_inside_is_reported() -> None:
         asyncio.get_running_loop().stop()
         await asyncio.sleep(0.05)
 
-    with pytest.raises(OriError, match="stopped before"):
+    with pytest.raises(OriInvalidStateError, match="stopped before"):
         sync(stop_loop())
     assert sync(add(1, 1)) == 2
 

@@ -27,7 +27,7 @@ from ori.asyncio import (
     sync,
     to_thread,
 )
-from ori.errors import OriError, OriValidationError
+from ori.errors import OriInvalidStateError, OriValidationError
 
 START_METHODS = multiprocessing.get_all_start_methods()
 WAIT = 30.0  # bounds that only catch hangs
@@ -442,7 +442,7 @@ def test_thread_limiter_basics() -> None:
     assert "borrowed=2 total=2" in repr(limiter)
     limiter.release()
     limiter.release()
-    with pytest.raises(OriError, match="more often"):
+    with pytest.raises(OriInvalidStateError, match="more often"):
         limiter.release()
     with pytest.raises(OriValidationError, match="total"):
         ThreadLimiter(0)

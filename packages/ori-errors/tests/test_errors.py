@@ -7,6 +7,7 @@ import pytest
 import ori.errors
 from ori.errors import (
     OriError,
+    OriInvalidStateError,
     OriNoInteractiveProcessPools,
     OriTimeoutError,
     OriValidationError,
@@ -28,6 +29,7 @@ def test_all_matches_public_names() -> None:
         (OriError, (Exception,)),
         (OriValidationError, (OriError, ValueError)),
         (OriNoInteractiveProcessPools, (OriError,)),
+        (OriInvalidStateError, (OriError, RuntimeError)),
         (OriTimeoutError, (OriError, TimeoutError)),
         (OriWorkerCrashedError, (OriError,)),
     ],
@@ -44,6 +46,7 @@ def test_hierarchy(cls: type[Exception], bases: tuple[type[Exception], ...]) -> 
     [
         OriError,
         OriValidationError,
+        OriInvalidStateError,
         OriNoInteractiveProcessPools,
         OriTimeoutError,
         OriWorkerCrashedError,

@@ -28,7 +28,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-from ori.errors import OriError
+from ori.errors import OriInvalidStateError
 
 from ._awaitables import as_coroutine, discard
 from ._sigint import SigintGuard
@@ -69,7 +69,7 @@ def run_until_done(loop: asyncio.AbstractEventLoop, task: asyncio.Future[Any]) -
         # Something called loop.stop() before the task finished.
         task.cancel()
         run_until_done(loop, task)
-        raise OriError(
+        raise OriInvalidStateError(
             "the event loop was stopped before the awaitable passed to sync() finished; "
             "do not call loop.stop() from inside it"
         )
@@ -316,7 +316,7 @@ def run_remote(loop: asyncio.AbstractEventLoop, awaitable: Awaitable[T]) -> T:
             queued.append(True)
         except RuntimeError:
             discard(coro)
-            raise OriError(
+            raise OriInvalidStateError(
                 f"cannot run the awaitable on {loop!r}: the event loop was closed"
             ) from None
 
@@ -328,7 +328,7 @@ def run_remote(loop: asyncio.AbstractEventLoop, awaitable: Awaitable[T]) -> T:
         if loop.is_closed() and not remote.done.is_set():
             if remote.task is None:
                 discard(coro)
-            raise OriError(
+            raise OriInvalidStateError(
                 f"the event loop {loop!r} was closed before the awaitable passed to sync() finished"
             )
 

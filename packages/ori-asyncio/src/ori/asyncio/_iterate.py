@@ -125,7 +125,7 @@ def iterate(
         TypeError: *async_iterable* is not an async iterable (for instance an
             async generator function that was not called, or a plain list).
         OriValidationError: *event_loop* is not an asyncio event loop.
-        OriError: from ``next()``: *event_loop* is closed, or is the loop
+        OriInvalidStateError: from ``next()``: *event_loop* is closed, or is the loop
             running in the consuming thread (see :func:`sync`).
         BaseException: from ``next()``: whatever the async iterator raises.
     """

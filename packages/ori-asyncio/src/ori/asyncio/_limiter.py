@@ -18,7 +18,7 @@ import collections
 import threading
 from types import TracebackType
 
-from ori.errors import OriError
+from ori.errors import OriInvalidStateError
 from ori.errors.validation import check_positive_int
 
 __all__ = ("ThreadLimiter", "default_thread_limiter")
@@ -119,11 +119,13 @@ class ThreadLimiter:
         """Give a token back; callable from any thread.
 
         Raises:
-            OriError: more releases than acquisitions.
+            OriInvalidStateError: more releases than acquisitions.
         """
         with self._lock:
             if self._borrowed <= 0:
-                raise OriError("ThreadLimiter.release() was called more often than acquire()")
+                raise OriInvalidStateError(
+                    "ThreadLimiter.release() was called more often than acquire()"
+                )
             self._borrowed -= 1
             self._hand_over_locked()
 

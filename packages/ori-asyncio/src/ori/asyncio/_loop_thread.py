@@ -22,7 +22,7 @@ from collections.abc import Awaitable
 from types import TracebackType
 from typing import TypeVar
 
-from ori.errors import OriError
+from ori.errors import OriInvalidStateError
 
 from ._awaitables import discard
 from ._loops import finalize, join
@@ -94,12 +94,14 @@ class LoopThread:
         Blocks until the loop is running. Idempotent; callable from any thread.
 
         Raises:
-            OriError: the LoopThread was already closed, or its thread failed
+            OriInvalidStateError: the LoopThread was already closed, or its thread failed
                 to start the loop.
         """
         with self._lock:
             if self._closed:
-                raise OriError(f"{self._name} was closed; a LoopThread runs once, create a new one")
+                raise OriInvalidStateError(
+                    f"{self._name} was closed; a LoopThread runs once, create a new one"
+                )
             if self._loop is not None:
                 return self._loop
             loop = asyncio.new_event_loop()
@@ -110,7 +112,7 @@ class LoopThread:
             thread.start()
             while not running.wait(0.1):
                 if not thread.is_alive():  # pragma: no cover - defensive
-                    raise OriError(f"{self._name} ended before its loop started")
+                    raise OriInvalidStateError(f"{self._name} ended before its loop started")
             self._loop, self._thread = loop, thread
             self._finalizer = weakref.finalize(self, _stop_and_join, loop, thread)
             return loop
@@ -120,12 +122,12 @@ class LoopThread:
         """The running loop (pass it to :func:`sync` as ``event_loop``).
 
         Raises:
-            OriError: the LoopThread was not started yet, or is closed.
+            OriInvalidStateError: the LoopThread was not started yet, or is closed.
         """
         loop = self._loop
         if loop is None or self._closed:
             state = "closed" if self._closed else "not started; use start() or 'with'"
-            raise OriError(f"{self._name} has no running loop: it is {state}")
+            raise OriInvalidStateError(f"{self._name} has no running loop: it is {state}")
         return loop
 
     @property
@@ -140,13 +142,13 @@ class LoopThread:
         Ctrl-C cancels the awaitable as described in :func:`sync`.
 
         Raises:
-            OriError: the LoopThread is not running, or this is its own thread.
+            OriInvalidStateError: the LoopThread is not running, or this is its own thread.
             TypeError: *awaitable* is not awaitable.
             BaseException: whatever the awaitable raises.
         """
         try:
             loop = self.loop
-        except OriError:
+        except OriInvalidStateError:
             discard(awaitable)
             raise
         return sync(awaitable, loop)
@@ -160,12 +162,12 @@ class LoopThread:
         the join propagates; the thread still finishes its shutdown on its own.
 
         Raises:
-            OriError: called from the loop's own thread, which cannot join itself.
+            OriInvalidStateError: called from the loop's own thread, which cannot join itself.
         """
         with self._lock:
             thread, finalizer = self._thread, self._finalizer
             if thread is not None and threading.current_thread() is thread:
-                raise OriError(
+                raise OriInvalidStateError(
                     f"{self._name}.close() was called from its own loop thread, which "
                     "cannot wait for itself to end; close it from another thread"
                 )

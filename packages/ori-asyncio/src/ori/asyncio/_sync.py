@@ -6,8 +6,8 @@ calling thread is doing::
     event_loop given (or the awaitable is a Future bound to a loop)?
       no  -> a loop running in this thread?  no  -> cached loop, this thread  (run_here + tidy)
                                              yes -> fresh loop, helper thread (run_in_helper)
-      yes -> closed                               -> OriError
-             running in this thread               -> OriError (it would deadlock)
+      yes -> closed                               -> OriInvalidStateError
+             running in this thread               -> OriInvalidStateError (it would deadlock)
              running in another thread            -> submit there and wait    (run_remote)
              idle, this thread runs no loop       -> run it here             (run_here)
              idle, this thread runs another loop  -> run it in a helper       (run_in_helper)
@@ -22,7 +22,7 @@ import types
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
-from ori.errors import OriError, OriValidationError
+from ori.errors import OriInvalidStateError, OriValidationError
 from ori.errors.validation import check_callable, describe
 
 from . import _loops
@@ -54,14 +54,14 @@ def _run_cached(coro: Coroutine[Any, Any, T]) -> T:
 def _run_on(loop: asyncio.AbstractEventLoop, awaitable: Awaitable[T]) -> T:
     if loop.is_closed():
         discard(awaitable)
-        raise OriError(
+        raise OriInvalidStateError(
             f"sync() cannot run the awaitable on {loop!r}: the event loop is closed; "
             "pass an open loop, or event_loop=None to let sync() choose one"
         )
     running_here = asyncio._get_running_loop()
     if running_here is loop:
         discard(awaitable)
-        raise OriError(
+        raise OriInvalidStateError(
             "sync() was asked to run the awaitable on the event loop that is running "
             "in this very thread, which would block that loop forever (a deadlock); "
             "use 'await' here instead, or pass event_loop=None to run it on a separate "
@@ -131,7 +131,7 @@ def sync(awaitable: Awaitable[T], event_loop: asyncio.AbstractEventLoop | None =
             function that was not called; the message says what to pass.
         OriValidationError: *event_loop* is not an asyncio event loop, or the
             Future passed belongs to a different loop than *event_loop*.
-        OriError: *event_loop* (or the loop of the Future passed) is closed,
+        OriInvalidStateError: *event_loop* (or the loop of the Future passed) is closed,
             or is the loop running in the calling thread, which would
             deadlock, or was closed or stopped before the awaitable finished.
         KeyboardInterrupt: Ctrl-C was pressed during the call (after the

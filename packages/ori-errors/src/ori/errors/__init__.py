@@ -13,6 +13,7 @@ from __future__ import annotations
 
 __all__ = (
     "OriError",
+    "OriInvalidStateError",
     "OriNoInteractiveProcessPools",
     "OriTimeoutError",
     "OriValidationError",
@@ -33,6 +34,17 @@ class OriValidationError(OriError, ValueError):
 
     The message names the argument, the rule it broke and what to pass instead.
     Raised before any work starts, so nothing needs cleaning up.
+    """
+
+
+class OriInvalidStateError(OriError, RuntimeError):
+    """An operation was asked of an object that is in the wrong state for it.
+
+    Examples: running work on an event loop that is closed, or waiting from
+    inside a callback for the very thing that runs the callback (which could
+    never finish). It is also a :class:`RuntimeError`, the built-in family for
+    such problems. The message says what state the object was in and what to
+    do instead.
     """
 
 
