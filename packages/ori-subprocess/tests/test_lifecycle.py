@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from subprocess_helpers import HANG, process_gone, py, wait_until
 
-from ori.errors import OriTimeoutError
+from ori.errors import OriInvalidStateError, OriTimeoutError
 from ori.subprocess import BackgroundProcess, run_process_in_background
 
 # A child that says "ready" once it ignores SIGTERM, then sleeps forever.
@@ -503,3 +503,29 @@ def test_without_pidfd_the_watcher_polls(monkeypatch: pytest.MonkeyPatch) -> Non
     slow = run_process_in_background(command=["sleep", "1000"], timeout=0.2)
     assert slow.wait(HANG) == -signal.SIGTERM
     assert slow.timed_out
+
+
+def test_join_from_own_callback_is_refused_instead_of_deadlocking() -> None:
+    errors: list[BaseException] = []
+    holder: list[BackgroundProcess] = []
+    ready = threading.Event()
+
+    def joins_itself(line: str) -> None:
+        ready.wait(HANG)
+        holder[0].join()
+
+    process = run_process_in_background(
+        command=["sh", "-c", "echo x; exec sleep 1000"],
+        stdout_function=joins_itself,
+        exception_function=errors.append,
+        exit_code_on_killed=7,
+    )
+    holder.append(process)
+    ready.set()
+    process.join(HANG)
+    assert not process.is_alive()
+    assert len(errors) == 1
+    assert isinstance(errors[0], OriInvalidStateError)
+    assert isinstance(errors[0], RuntimeError)
+    assert "own callbacks" in str(errors[0])
+    assert process.exitcode == 7

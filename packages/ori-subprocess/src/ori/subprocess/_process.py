@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import IO
 
-from ori.errors import OriTimeoutError
+from ori.errors import OriInvalidStateError, OriTimeoutError
 
 from ._group import group_has_live_members, signal_group
 from ._reader import LineCallback, OutputReader
@@ -234,12 +234,12 @@ class BackgroundProcess:
             timeout: seconds to wait at most; ``None`` waits as long as it takes.
 
         Raises:
-            RuntimeError: called from one of this command's own callbacks, which
+            OriInvalidStateError: called from one of this command's own callbacks, which
                 would wait for itself forever.
         """
         current = threading.current_thread()
         if current is self._reader.thread or current is self._watcher:
-            raise RuntimeError(
+            raise OriInvalidStateError(
                 "cannot join a background process from one of its own callbacks: "
                 "the callbacks must return before the process can finish"
             )
@@ -256,7 +256,7 @@ class BackgroundProcess:
         Raises:
             OriTimeoutError: the handle is still alive after *timeout* seconds
                 (the command keeps running).
-            RuntimeError: called from one of this command's own callbacks.
+            OriInvalidStateError: called from one of this command's own callbacks.
         """
         self.join(timeout)
         returncode = self._returncode
