@@ -106,3 +106,15 @@ def test_ci_runs_the_readme_test_command() -> None:
     command = "python -m pip install -q -U tox && python -m tox"
     assert f"```bash\n{command}\n```" in readme
     assert command in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_quick_start_has_exactly_two_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    quick_start = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)\n```", quick_start, flags=re.S)
+    assert len(blocks) == 2
+    assert all("\n" not in block for block in blocks), "each command is one line"
+    demo, tests = blocks
+    assert "examples/download_compute_save.py" in demo
+    assert (ROOT / "examples" / "download_compute_save.py").is_file()
+    assert tests == "python -m pip install -q -U tox && python -m tox"
