@@ -304,10 +304,12 @@ class PoolChain:
                 ``False`` yields them as they complete, which keeps the chain
                 busier when item times vary.
             max_in_flight: most items between "read from the input" and
-                "returned by next()", including the reorder buffer. ``None``
-                (default): twice what all stages can work on at once at their
-                current batch sizes, plus two per worker. A number also caps
-                automatic chunks so that every worker gets work.
+                "returned by next()", including results waiting for their turn
+                in input order. ``None`` (default): twice what all stages can
+                work on at once at their current batch sizes plus two per
+                worker, and in ordered runs up to as many again for results
+                waiting behind a slow item. A number is a hard bound and also
+                caps automatic chunks so that every worker gets work.
 
         Returns:
             A :class:`PoolChainRun`: an iterator, context manager and closable.

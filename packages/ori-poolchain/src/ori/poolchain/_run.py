@@ -126,6 +126,7 @@ class _Engine:
         self._ready: collections.deque[list[Any]] = collections.deque()
         self._pending: dict[int, Any] = {}  # index -> result or _Failed
         self._runs: dict[int, tuple[int, list[Any]]] = {}  # start -> (stop, results)
+        self._waiting = 0  # results in _pending and _runs (done, waiting for their turn)
         self._next_index = 0  # ordered: the next index to move to _ready
         self._pulled = 0
         self._handed_out = 0  # items in batches returned by next_batch()
@@ -183,10 +184,13 @@ class _Engine:
         if self._fixed_window is not None:
             return self._fixed_window
         # Twice what the stages can hold (each worker busy with one batch and
-        # one queued), plus two items of slack per worker so that uneven item
-        # times do not starve anyone while results wait for their turn.
+        # one queued), plus two items of slack per worker...
         stages = self.stages
-        return sum(2 * stage.capacity() + 2 * stage.workers for stage in stages)
+        window = sum(2 * stage.capacity() + 2 * stage.workers for stage in stages)
+        # ...and, in order, results done but waiting for a slower item before
+        # them do not stop new work until they are as many again: one slow
+        # item must not starve every stage (memory stays within twice this).
+        return window + min(self._waiting, window)
 
     def _fill(self, first: bool = False) -> None:
         """Pull source items while the window has room (backpressure lives here).
@@ -292,10 +296,12 @@ class _Engine:
                     self._advance()
             else:
                 self._runs[indices.start] = (indices.stop, values)
+                self._waiting += len(values)
             return
         pending = self._pending
         for index, value in zip(indices, values, strict=True):
             pending[index] = value
+        self._waiting += len(values)
         self._advance()
 
     def _advance(self) -> None:
@@ -311,6 +317,7 @@ class _Engine:
                     ready.append(batch)
                     batch = []
                 index, values = runs.pop(index)
+                self._waiting -= len(values)
                 ready.append(values)
             elif index in pending:
                 value = pending.pop(index)
@@ -318,6 +325,7 @@ class _Engine:
                     self._failure = value.record
                     break
                 batch.append(value)
+                self._waiting -= 1
                 index += 1
             else:
                 break
