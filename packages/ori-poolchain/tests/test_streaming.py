@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Iterator
 
 import poolchain_workers as workers
@@ -187,3 +188,25 @@ def test_a_thread_batch_that_gets_slow_hands_its_rest_back() -> None:
     assert 1 <= len(done_indices) < 10
     assert list(done_indices) + list(rest_indices) == list(range(10))
     assert done_values + rest_values == [0.015] * 10
+
+
+def test_a_slow_first_item_does_not_stall_an_ordered_run() -> None:
+    # Two workers: the default window is 8 items. Item 0 waits until the
+    # source has handed out item 12, which only happens if results waiting
+    # behind item 0 do not count fully against the window.
+    reached = threading.Event()
+
+    def source() -> Iterator[int]:
+        for i in range(40):
+            if i == 12:
+                reached.set()
+            yield i
+
+    def slow_head(x: int) -> int:
+        if x == 0:
+            assert reached.wait(10), "the run stalled behind its first item"
+        time.sleep(0.003)  # slow enough to keep batches (and the window) small
+        return x
+
+    chain = PoolChain().add_threadpool(slow_head, max_workers=2)
+    assert chain.execute_eager(source()) == list(range(40))
