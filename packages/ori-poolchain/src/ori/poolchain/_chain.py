@@ -306,7 +306,7 @@ class PoolChain:
             max_in_flight: most items between "read from the input" and
                 "returned by next()", including results waiting for their turn
                 in input order. ``None`` (default): twice what all stages can
-                work on at once at their current batch sizes plus two per
+                work on at once at their current batch sizes plus four per
                 worker, and in ordered runs up to as many again for results
                 waiting behind a slow item. A number is a hard bound and also
                 caps automatic chunks so that every worker gets work.

@@ -184,9 +184,10 @@ class _Engine:
         if self._fixed_window is not None:
             return self._fixed_window
         # Twice what the stages can hold (each worker busy with one batch and
-        # one queued), plus two items of slack per worker...
+        # one queued), plus four items of slack per worker: stages of equal
+        # speed in a row drift apart, and the first must not run dry...
         stages = self.stages
-        window = sum(2 * stage.capacity() + 2 * stage.workers for stage in stages)
+        window = sum(2 * stage.capacity() + 4 * stage.workers for stage in stages)
         # ...and, in order, results done but waiting for a slower item before
         # them do not stop new work until they are as many again: one slow
         # item must not starve every stage (memory stays within twice this).
