@@ -235,10 +235,19 @@ def test_report_before_any_stage_finished_and_when_no_stage_is_saturated() -> No
     assert "bottleneck: none yet" in text
     assert " - " in text.splitlines()[2]  # no average yet
 
-    lazy = dataclasses.replace(idle, items_out=3, queue_depth=0, busy_seconds=0.1, utilisation=0.05)
+    lazy = dataclasses.replace(
+        idle,
+        items_out=3,
+        queue_depth=0,
+        busy_seconds=3.75,
+        average_item_seconds=1.25,
+        utilisation=0.05,
+    )
     stats = ChainStats((lazy,), 2.0, 3, 3, False)
     assert stats.bottleneck == lazy
-    assert "busy only 5% of the time: the input" in stats.report()
+    text = stats.report()
+    assert "busy only 5% of the time: the input" in text
+    assert text.splitlines()[2].split()[-5:] == ["3.75", "1250", "5%", "<-", "bottleneck"]
 
 
 def test_snapshots_are_frozen_data() -> None:

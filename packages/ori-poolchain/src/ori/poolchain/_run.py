@@ -400,6 +400,9 @@ class PoolChainRun(Iterator[Any]):
     KeyboardInterrupt inside ``next()``, or when the run is garbage collected
     (e.g. after ``break`` out of a ``for`` loop). After that, ``next()``
     raises StopIteration.
+
+    :attr:`stats` shows what each stage did so far (or in total, once the run
+    ended): a :class:`ChainStats` snapshot.
     """
 
     def __init__(

@@ -158,7 +158,7 @@ class ChainStats:
                     str(stage.queue_depth),
                     str(stage.peak_queue_depth),
                     f"{stage.busy_seconds:.2f}",
-                    "-" if average is None else f"{average * 1000:.3g}",
+                    "-" if average is None else _milliseconds(average),
                     f"{stage.utilisation:.0%}",
                 ]
             )
@@ -187,6 +187,18 @@ class ChainStats:
 
     def __str__(self) -> str:
         return self.report()
+
+
+def _milliseconds(seconds: float) -> str:
+    """Three significant digits, never in exponent form above a microsecond."""
+    ms = seconds * 1000
+    if ms >= 100:
+        return f"{ms:.0f}"
+    if ms >= 10:
+        return f"{ms:.1f}"
+    if ms >= 1:
+        return f"{ms:.2f}"
+    return f"{ms:.3g}"
 
 
 class _Cell:
