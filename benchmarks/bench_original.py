@@ -12,11 +12,8 @@ Without the venv, every row says why the original is missing.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
-import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -25,6 +22,7 @@ from types import ModuleType
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import _groups
 from _harness import Row, main, unavailable
 
 HERE = Path(__file__).resolve().parent
@@ -55,17 +53,14 @@ def _run_script(python: Path, script: Path, quick: bool) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="ori-bench-original-") as tmp:
         out = Path(tmp) / "rows.json"
         command = [str(python), str(script), str(out), *(["--quick"] if quick else [])]
-        process = subprocess.Popen(command, cwd=str(HERE), start_new_session=True)
+        process = _groups.start(command, cwd=str(HERE))
         failure = None
         try:
             process.wait(timeout=limit)
         except subprocess.TimeoutExpired:
             failure = f"hung: killed after {limit} s"
         finally:
-            if os.name == "posix":
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            _groups.stop(process)
         if failure is None and process.returncode != 0:
             failure = f"failed with exit code {process.returncode}"
         try:
@@ -75,10 +70,13 @@ def _run_script(python: Path, script: Path, quick: bool) -> list[Row]:
 
 
 def run(quick: bool) -> list[Row]:
+    _groups.kill_children_on_sigterm()  # run.py stops a module with SIGTERM first
     venv = _load(HERE / "original" / "venv.py")
     python, reason = venv.find()
     rows: list[Row] = []
     for script in SCRIPTS:
+        if not (HERE / f"bench_{script.stem.removeprefix('orig_')}.py").exists():
+            continue  # orig_x.py mirrors bench_x.py: without it there is no table to join
         if python is None:
             rows += _missing_rows(script, quick, f"not available: {reason}")
         else:

@@ -28,12 +28,10 @@ so ("hung", "aborted"), never a hung suite.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -47,6 +45,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import _groups
 from _harness import Row, main, unavailable
 from _peer_adapters import ORI, ORI_ORIGINAL, PEERS, ChainSpec, Peer
 from _peer_workloads import burn, calibrate_loops
@@ -67,6 +66,7 @@ class Config:
     chain_save: float
     chain_deadline: float
     throughput_items: int
+    throughput_repeats: int
     throughput_deadline: float
     cpu_items: int
     cpu_item_seconds: float
@@ -90,6 +90,7 @@ FULL = Config(
     chain_save=0.05,
     chain_deadline=300,
     throughput_items=100_000,
+    throughput_repeats=3,
     throughput_deadline=300,
     cpu_items=100,
     cpu_item_seconds=0.02,
@@ -112,6 +113,7 @@ QUICK = Config(
     chain_save=0.02,
     chain_deadline=20,
     throughput_items=1_000,
+    throughput_repeats=1,
     throughput_deadline=20,
     cpu_items=8,
     cpu_item_seconds=0.005,
@@ -120,10 +122,10 @@ QUICK = Config(
     memory_large=1_000,
     memory_chunksize=10,
     memory_limit_mb=200,
-    memory_deadline=5,
+    memory_deadline=3,
     recovery_items=40,
     recovery_item_seconds=0.001,
-    recovery_timeout=1,
+    recovery_timeout=0.5,
     recovery_deadline=4,
 )
 
@@ -176,13 +178,6 @@ def interpreter(peer: Peer) -> tuple[str | None, str]:
     return None, "not installed"
 
 
-def kill_group(pid: int) -> None:
-    """SIGKILL every process left in the scenario's session (workers a peer leaked)."""
-    if os.name == "posix":
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-
-
 def run_scenario(
     python: str, scenario: str, peer: str, deadline: float, **params: Any
 ) -> dict[str, Any]:
@@ -198,13 +193,12 @@ def run_scenario(
         request.update(params)
         started = time.perf_counter()
         with log.open("w") as log_stream:
-            process = subprocess.Popen(
+            process = _groups.start(
                 [python, str(SCENARIO), json.dumps(request)],
                 stdin=subprocess.DEVNULL,
                 stdout=log_stream,
                 stderr=subprocess.STDOUT,
                 cwd=str(HERE),
-                start_new_session=True,
             )
             try:
                 process.wait(timeout=deadline + KILL_GRACE)
@@ -212,8 +206,8 @@ def run_scenario(
             except subprocess.TimeoutExpired:
                 killed = True
             finally:
-                kill_group(process.pid)
-                process.wait()
+                # Also kills the workers a peer left behind in the scenario's group.
+                _groups.stop(process)
         try:
             outcome: dict[str, Any] = json.loads(out.read_text())
         except (OSError, ValueError):
@@ -269,7 +263,7 @@ def per_peer(
     """Rows of *body(peer, python)* for every peer, grouped by benchmark, peers in order.
 
     An unavailable peer gets one explaining row in each of *benchmarks* (a name and
-    the keyword options of :func:`_harness.unavailable`) instead. *parallel* runs two
+    the keyword options of :func:`_harness.unavailable`) instead. *parallel* runs three
     peers at a time: only for ``--quick``, where figures do not matter.
     """
 
@@ -283,7 +277,7 @@ def per_peer(
         return rows
 
     if parallel:
-        with ThreadPoolExecutor(2) as pool:
+        with ThreadPoolExecutor(3) as pool:
             groups = list(pool.map(one, PEERS.values()))
     else:
         groups = [one(peer) for peer in PEERS.values()]
@@ -304,9 +298,10 @@ def chain_rows(config: Config, loops: int, compute_seconds: float, parallel: boo
     )
     latency = config.chain_download + compute_seconds + config.chain_save
     shape = (
-        f"{n} items; download {config.chain_download * 1000:.0f} ms x{spec.download_workers} "
-        f"threads, compute {compute_seconds * 1000:.0f} ms x{spec.compute_workers} processes, "
-        f"save {config.chain_save * 1000:.0f} ms x{spec.save_workers} threads"
+        f"{n} items; download {config.chain_download * 1000:.0f} ms"
+        f" x{spec.download_workers} threads, compute ~{config.chain_compute * 1000:.0f} ms"
+        f" x{spec.compute_workers} processes, save {config.chain_save * 1000:.0f} ms"
+        f" x{spec.save_workers} threads"
     )
     efficiency = f"(a) 3-stage chain: efficiency vs ideal ({shape})"
     first = "(a) 3-stage chain: time to first result ÷ one item's latency"
@@ -339,7 +334,10 @@ def chain_rows(config: Config, loops: int, compute_seconds: float, parallel: boo
         ]
         totals = [sample["total"] for sample in samples]
         median, low, high = spread([ideal / total for total in totals])
-        notes.append(f"median {statistics.median(totals):.2f} s, ideal {ideal:.2f} s")
+        notes.append(
+            f"median {statistics.median(totals):.2f} s, ideal {ideal:.2f} s "
+            f"(compute measured at {compute_seconds * 1000:.1f} ms)"
+        )
         efficiency_row = Row(efficiency, peer.name, median, "", True, low, high, target=0.9)
         efficiency_row.note = "; ".join(filter(None, notes))
         efficiency_row.extra = {"seconds": totals, "ideal": ideal, "how": peer.how}
@@ -379,7 +377,7 @@ def throughput_rows(config: Config, parallel: bool) -> list[Row]:
             stage=stage,
             workers=THREAD_WORKERS if stage == "thread" else PROCESS_WORKERS,
             chunksize=THROUGHPUT_CHUNKSIZE,
-            repeats=config.repeats,
+            repeats=config.throughput_repeats,
         )
         samples = outcome.get("samples") or []
         if outcome.get("status") != "done" or not samples:
@@ -589,6 +587,7 @@ def recovery_row(
 
 
 def run(quick: bool) -> list[Row]:
+    _groups.kill_children_on_sigterm()  # run.py stops a module with SIGTERM first
     config = QUICK if quick else FULL
     chain_loops = calibrate_loops(config.chain_compute)
     cpu_loops = calibrate_loops(config.cpu_item_seconds)

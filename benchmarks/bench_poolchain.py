@@ -19,7 +19,9 @@
    same for 10^4 items; each size runs in a fresh child process so runs do not
    pollute each other; target <= 1.2.
 
-Run: ``python benchmarks/bench_poolchain.py [--quick]``.
+Run: ``python benchmarks/bench_poolchain.py [--quick]`` (``--quick``: one repeat,
+smaller inputs, a smoke test whose figures mean little), or through
+``benchmarks/run.py``.
 """
 
 from __future__ import annotations
@@ -31,11 +33,12 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _harness import Row, main, measure
+from _harness import Row, main
 
 IO_SECONDS = 0.05
 IO_WORKERS = 4
@@ -137,14 +140,46 @@ def items(n: int) -> list[tuple[int, tuple[float, ...]]]:
     return [(i, ()) for i in range(n)]
 
 
+def interleaved(
+    benchmark: str,
+    contenders: dict[str, Callable[[], float]],
+    *,
+    times: int,
+    unit: str,
+    higher_is_better: bool,
+    note: str,
+) -> list[Row]:
+    """Measure every contender *times* times, round-robin.
+
+    On a machine whose load changes from second to second, running the
+    contenders in turn gives each the same conditions, which back-to-back
+    blocks of repeats would not.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(times):
+        for name, func in contenders.items():
+            samples[name].append(func())
+    return [
+        Row(
+            benchmark,
+            name,
+            statistics.median(values),
+            unit,
+            higher_is_better,
+            min(values),
+            max(values),
+            note=note,
+        )
+        for name, values in samples.items()
+    ]
+
+
 # -- 1 and 2 ------------------------------------------------------------------------
 
 
 def efficiency_rows(quick: bool) -> list[Row]:
     n = 80 if quick else 200
-    times = 3
     nominal = max(n * IO_SECONDS / IO_WORKERS, n * cpu_seconds_per_item() / processes())
-    note = f"{n} items, ideal about {nominal:.2f} s (measured per run)"
 
     def ori() -> float:
         started = time.perf_counter()
@@ -156,34 +191,21 @@ def efficiency_rows(quick: bool) -> list[Row]:
         results = list(chained_map(items(n)))
         return ideal_seconds(results) / (time.perf_counter() - started)
 
-    return [
-        measure(
-            "3-stage efficiency",
-            "ori PoolChain",
-            ori,
-            times=times,
-            unit="",
-            higher_is_better=True,
-            target=0.9,
-            note=note,
-        ),
-        measure(
-            "3-stage efficiency",
-            "chained Executor.map (original Ori)",
-            original,
-            times=times,
-            unit="",
-            higher_is_better=True,
-            note=note,
-        ),
-    ]
+    rows = interleaved(
+        "3-stage efficiency",
+        {"ori PoolChain": ori, "chained Executor.map (original Ori)": original},
+        times=1 if quick else 3,
+        unit="",
+        higher_is_better=True,
+        note=f"{n} items, ideal about {nominal:.2f} s (measured per run)",
+    )
+    rows[0].target = 0.9
+    return rows
 
 
 def first_result_rows(quick: bool) -> list[Row]:
     n = 40
-    times = 3 if quick else 5
     latency = 2 * IO_SECONDS + cpu_seconds_per_item()
-    note = f"one item's trip {latency * 1000:.0f} ms, {n} items"
 
     def ori() -> float:
         started = time.perf_counter()
@@ -199,25 +221,16 @@ def first_result_rows(quick: bool) -> list[Row]:
         results.close()
         return took / latency
 
-    return [
-        measure(
-            "first result / item latency",
-            "ori PoolChain",
-            ori,
-            times=times,
-            unit="",
-            target=2.0,
-            note=note,
-        ),
-        measure(
-            "first result / item latency",
-            "chained Executor.map (original Ori)",
-            original,
-            times=times,
-            unit="",
-            note=note,
-        ),
-    ]
+    rows = interleaved(
+        "first result / item latency",
+        {"ori PoolChain": ori, "chained Executor.map (original Ori)": original},
+        times=1 if quick else 5,
+        unit="",
+        higher_is_better=False,
+        note=f"one item's trip {latency * 1000:.0f} ms, {n} items",
+    )
+    rows[0].target = 2.0
+    return rows
 
 
 # -- 3 -----------------------------------------------------------------------------
@@ -226,9 +239,8 @@ def first_result_rows(quick: bool) -> list[Row]:
 def throughput_rows(quick: bool) -> list[Row]:
     from ori.poolchain import PoolChain
 
-    rows = []
-    times = 3 if quick else 5
-    n_threads = 100_000 if quick else 300_000
+    times = 1 if quick else 5
+    n_threads = 50_000 if quick else 300_000
     n_processes = 1_000_000 if quick else 3_000_000
 
     def ori_threads() -> float:
@@ -244,26 +256,15 @@ def throughput_rows(quick: bool) -> list[Row]:
                 pass
         return n_threads / (time.perf_counter() - started)
 
-    ori_row = measure(
+    thread_rows = interleaved(
         "trivial throughput, thread stage",
-        "ori PoolChain add_threadpool",
-        ori_threads,
+        {"ori PoolChain add_threadpool": ori_threads, "ThreadPoolExecutor.map": tpe_map},
         times=times,
         unit="items/s",
         higher_is_better=True,
-        note=f"{n_threads} items",
+        note=f"{n_threads} items, default workers",
     )
-    peer_row = measure(
-        "trivial throughput, thread stage",
-        "ThreadPoolExecutor.map",
-        tpe_map,
-        times=times,
-        unit="items/s",
-        higher_is_better=True,
-        note=f"{n_threads} items",
-    )
-    ori_row.target = peer_row.value  # target: ratio >= 1.0 to the peer
-    rows += [ori_row, peer_row]
+    thread_rows[0].target = thread_rows[1].value  # target: ratio >= 1.0 to the peer
 
     def ori_processes() -> float:
         started = time.perf_counter()
@@ -279,32 +280,25 @@ def throughput_rows(quick: bool) -> list[Row]:
                 pass
         return n_processes / (time.perf_counter() - started)
 
-    ori_row = measure(
+    contenders: dict[str, Callable[[], float]] = {
+        "ori PoolChain add_processpool (auto chunks)": ori_processes
+    }
+    for chunksize in (100, 1000, 10_000, 30_000):
+        contenders[f"multiprocessing.Pool.imap chunksize={chunksize}"] = (
+            lambda chunksize=chunksize: imap(chunksize)  # type: ignore[misc]
+        )
+    process_rows = interleaved(
         "trivial throughput, process stage",
-        "ori PoolChain add_processpool (auto chunks)",
-        ori_processes,
+        contenders,
         times=times,
         unit="items/s",
         higher_is_better=True,
-        note=f"{n_processes} items, pool start-up included",
+        note=f"{n_processes} items, {processes()} workers, start-up included",
     )
-    peers = [
-        measure(
-            "trivial throughput, process stage",
-            f"multiprocessing.Pool.imap chunksize={chunksize}",
-            lambda chunksize=chunksize: imap(chunksize),
-            times=times,
-            unit="items/s",
-            higher_is_better=True,
-            note=f"{n_processes} items, pool start-up included",
-        )
-        for chunksize in (100, 1000, 10_000, 30_000)
-    ]
-    best = max(peers, key=lambda row: row.value)
+    best = max(process_rows[1:], key=lambda row: row.value)
     best.note += " (best chunksize)"
-    ori_row.target = best.value
-    rows += [ori_row, *peers]
-    return rows
+    process_rows[0].target = best.value
+    return [*thread_rows, *process_rows]
 
 
 # -- 4 -----------------------------------------------------------------------------

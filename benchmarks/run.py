@@ -20,7 +20,7 @@ one thing it creates is the throwaway venv holding the original Ori 0.1.2 under
 ``benchmarks/.cache/`` (see ``original/venv.py``): ``--no-original-setup`` uses
 that venv only if it already exists, ``--no-original`` leaves the original out.
 
-``--quick`` is a smoke test of the suite (tiny sizes, one repeat, peers two at a
+``--quick`` is a smoke test of the suite (tiny sizes, one repeat, peers three at a
 time): it proves the machinery works, its figures mean nothing.
 
 Exit status: 0 when every module produced its rows (rows that say a peer hung or is
@@ -31,7 +31,6 @@ usage error.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -39,7 +38,6 @@ import json
 import math
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -54,6 +52,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+import _groups  # noqa: E402
 from _harness import (  # noqa: E402
     Row,
     best_values,
@@ -74,6 +73,7 @@ PEERS = {
     "joblib": "joblib",
     "loky": "loky",
     "asgiref": "asgiref",
+    "anyio": "anyio",
     "sh": "sh",
 }
 # Ori's own packages (import name -> folder under packages/).
@@ -90,6 +90,8 @@ ORDER = ["poolchain", "peers", "asyncio", "subprocess"]
 LAST = ["original"]
 RESULTS_FILE = "benchmark-results.md"
 IMAGE_DIR = "img"
+# Seconds a module gets, after SIGTERM, to stop what it started before SIGKILL.
+STOP_GRACE = 10.0
 README_START = "<!-- benchmark-headline:start -->"
 README_END = "<!-- benchmark-headline:end -->"
 
@@ -221,12 +223,6 @@ def child_main(name: str, rows_path: str, quick: bool, directory: str) -> int:
     return 0
 
 
-def kill_group(pid: int) -> None:
-    if os.name == "posix":
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-
-
 def run_module(
     name: str,
     *,
@@ -255,26 +251,18 @@ def run_module(
         ]
         if quick:
             command.append("--quick")
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=sys.stderr,
-            cwd=str(ROOT),
-            env=env,
-            start_new_session=True,
+        process = _groups.start(
+            command, stdin=subprocess.DEVNULL, stdout=sys.stderr, cwd=str(ROOT), env=env
         )
         failure = None
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             failure = f"timed out after {timeout:.0f} s (killed)"
-        except KeyboardInterrupt:
-            kill_group(process.pid)
-            process.wait()
-            raise
         finally:
-            kill_group(process.pid)
-            process.wait()
+            # SIGTERM first: a module that runs scenarios in sessions of their own
+            # (bench_peers) then kills those before it exits.
+            _groups.stop(process, grace=STOP_GRACE)
         if failure is None and process.returncode != 0:
             failure = f"failed with exit code {process.returncode} (its traceback is above)"
         try:
@@ -312,15 +300,19 @@ def target_met(row: Row) -> bool | None:
     return row.value >= row.target if row.higher_is_better else row.value <= row.target
 
 
-def headline_table(rows: Sequence[Row]) -> str:
-    """One line per benchmark: Ori's figure, the best peer's, the ratio, the target."""
+def headline_table(rows: Sequence[Row], *, targets_only: bool = False) -> str:
+    """One line per benchmark with an Ori row: Ori's figure, the best peer's, the ratio, the target.
+
+    *targets_only* keeps the benchmarks for which an issue set Ori a target (the
+    shorter table meant for the README).
+    """
     lines = [
         "| benchmark | Ori | best peer | Ori vs best peer | target | met |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for benchmark, members in group(rows).items():
         ours = [row for row in members if is_ours(row.implementation)]
-        if not ours:
+        if not ours or (targets_only and all(row.target is None for row in ours)):
             continue
         peers = [
             row
@@ -624,6 +616,15 @@ def split_names(values: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        _groups.kill_all()
+        say("\ninterrupted: every benchmark process was stopped")
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.child:
         try:
@@ -697,7 +698,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     say(f"\nwrote {results} and {len(charts)} chart(s) in {output / IMAGE_DIR}")
     if args.readme is not None:
-        if update_readme(args.readme, headline_table(rows)):
+        if update_readme(args.readme, headline_table(rows, targets_only=True)):
             say(f"updated the headline table in {args.readme}")
         else:
             say(f"{args.readme} has no {README_START} ... {README_END} block: left unchanged")

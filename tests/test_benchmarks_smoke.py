@@ -93,6 +93,26 @@ def test_quick_run_prints_the_table_and_writes_results_and_charts(tmp_path: Path
     sections = [line[4:] for line in results.splitlines() if line.startswith("### ")]
     assert len(sections) > 5
 
+    # The original Ori's rows (here: "skipped") join the tables of the modules they mirror.
+    by_section = {
+        part.split("\n", 1)[0]: part for part in results.split("\n### ")[1:] if "\n" in part
+    }
+    for script in sorted((BENCHMARKS / "original").glob("orig_*.py")):
+        if not (BENCHMARKS / f"bench_{script.stem[len('orig_') :]}.py").exists():
+            continue
+        for name, _ in load(script, f"ori_benchmarks_{script.stem}").names(True):
+            section = by_section.get(name, "")
+            assert "| Ori 0.1.2 (original) |" in section, name
+            others = [
+                line
+                for line in section.splitlines()
+                if line.startswith("| ")
+                and not line.startswith("| implementation |")
+                and "original" not in line
+                and "---" not in line
+            ]
+            assert others, f"{name}: only the original has rows"
+
     charts = sorted((tmp_path / "img").glob("bench-*.png"))
     if installed("matplotlib"):
         # One chart per benchmark section (the headline has none), each a real PNG.
@@ -138,6 +158,31 @@ def test_a_hanging_module_is_killed_with_everything_it_started(
     assert failure is not None
     assert "timed out after 3 s" in failure
     # The no_leaks fixture then checks that the grandchild is gone too.
+
+
+def test_a_hanging_module_stops_the_sessions_it_started(runner: ModuleType, tmp_path: Path) -> None:
+    """Like bench_peers: children in sessions of their own are not in the module's group."""
+    (tmp_path / "bench_nested.py").write_text(
+        textwrap.dedent(
+            """
+            import sys, time
+            sys.path.insert(0, BENCHMARKS)
+            import _groups
+
+            def run(quick):
+                _groups.kill_children_on_sigterm()
+                _groups.start([sys.executable, "-c", "import time; time.sleep(120)"])
+                time.sleep(120)
+            """
+        ).replace("BENCHMARKS", repr(str(BENCHMARKS)))
+    )
+    started = time.monotonic()
+    rows, failure = runner.run_module("nested", quick=True, timeout=3, directory=tmp_path)
+    assert time.monotonic() - started < 3 + runner.STOP_GRACE
+    assert rows == []
+    assert failure is not None
+    assert "timed out" in failure
+    # The no_leaks fixture then checks that the child in its own session is gone.
 
 
 def test_a_crashing_module_is_reported_not_fatal(runner: ModuleType, tmp_path: Path) -> None:
@@ -195,6 +240,9 @@ def test_report_tables_rank_measured_rows_and_explain_missing_ones(runner: Modul
     headline = runner.headline_table(rows)
     assert "| speed | 300 items/s | 150 items/s (peer) | 2.00x | >= 150 | yes |" in headline
     assert "| time | 4 s | 2 s (peer) | 0.50x | <= 2 | **no** |" in headline
+    rows.append(harness.Row("untargeted", "Ori", 1.0, "s"))
+    assert "| untargeted |" in runner.headline_table(rows)
+    assert "| untargeted |" not in runner.headline_table(rows, targets_only=True)
 
 
 def test_readme_block_is_replaced_only_between_markers(runner: ModuleType, tmp_path: Path) -> None:

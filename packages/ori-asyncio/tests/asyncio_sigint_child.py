@@ -48,6 +48,19 @@ async def work() -> None:
         await cleanup()
 
 
+async def background() -> None:
+    try:
+        await asyncio.sleep(60)
+    finally:
+        await asyncio.sleep(0)
+        say("background cleanup ran")
+
+
+async def work_with_background_task() -> None:
+    asyncio.get_running_loop().create_task(background())
+    await work()
+
+
 async def busy() -> None:
     # Never yields to the loop, so a cancellation could never reach it.
     try:
@@ -76,6 +89,8 @@ def main() -> None:
         sync(work())
     elif MODE == "busy":
         sync(busy())
+    elif MODE == "background-task":
+        sync(work_with_background_task())
     elif MODE == "after-many-calls":
         for _ in range(100):
             sync(asyncio.sleep(0))

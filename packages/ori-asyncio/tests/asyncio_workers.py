@@ -27,3 +27,22 @@ def fail(message: str) -> None:
 def decorated(x: int, *, offset: int = 0) -> tuple[int, int]:
     """Adds an offset in a worker process."""
     return x + offset, os.getpid()
+
+
+def sync_in_forked_child() -> None:
+    """Runs in a forked child whose parent had a cached loop: make a fresh one, use it."""
+    import asyncio
+
+    from ori.asyncio import sync
+    from ori.asyncio._loops import current_cached_loop
+
+    inherited = current_cached_loop()
+
+    async def add() -> int:
+        await asyncio.sleep(0)
+        return 3
+
+    assert sync(add()) == 3
+    assert current_cached_loop() is not inherited
+    assert inherited is not None
+    assert not inherited.is_closed()  # left alone: closing it would hurt the parent

@@ -104,6 +104,20 @@ def test_first_ctrl_c_cancels_cleans_up_and_raises(mode: str) -> None:
     assert elapsed < EXIT_TIMEOUT
 
 
+def test_tasks_the_awaitable_started_are_cleaned_up_too() -> None:
+    child = Child("background-task", "quick")
+    try:
+        child.wait_for_line("ready", START_TIMEOUT)
+        child.process.send_signal(signal.SIGINT)
+        lines, err, _ = child.finish(EXIT_TIMEOUT)
+    finally:
+        child.kill()
+    assert "cleanup ran" in lines, (lines, err)
+    assert "background cleanup ran" in lines, (lines, err)
+    assert "KeyboardInterrupt raised" in lines
+    assert child.process.returncode == -signal.SIGINT, err
+
+
 @pytest.mark.parametrize("mode", ["main", "inside-asyncio-run", "loop-thread", "iterate"])
 def test_second_ctrl_c_abandons_a_hanging_cleanup(mode: str) -> None:
     child = Child(mode, "hang")

@@ -124,7 +124,7 @@ def test_to_thread_refuses_async_functions() -> None:
         pass
 
     async def main() -> None:
-        await to_thread(already_async)  # type: ignore[arg-type]
+        _ = await to_thread(already_async)
 
     with pytest.raises(OriValidationError, match="await it directly"):
         sync(main())
@@ -324,9 +324,9 @@ def test_bad_limiters(limiter: Any) -> None:
 
 def test_bad_executors() -> None:
     with pytest.raises(OriValidationError, match="Executor instance, got the class"):
-        asyncify(print, executor=concurrent.futures.ThreadPoolExecutor)  # type: ignore[arg-type]
+        asyncify(print, executor=concurrent.futures.ThreadPoolExecutor)  # type: ignore[call-overload]
     with pytest.raises(OriValidationError, match="executor must be"):
-        asyncify(print, executor="threads")  # type: ignore[arg-type]
+        asyncify(print, executor="threads")  # type: ignore[call-overload]
 
 
 def test_bad_functions() -> None:
@@ -392,7 +392,7 @@ def test_decorated_module_function_under_every_start_method(method: str) -> None
         workers.decorated.function, 1, multiprocessing.get_context(method)
     )
     original = workers.decorated
-    workers.decorated = decorated  # type: ignore[assignment]
+    workers.decorated = decorated
     try:
         value, pid = sync(decorated(20, offset=22))
     finally:
@@ -427,7 +427,7 @@ def test_asyncify_process_refusals() -> None:
     with pytest.raises(OriValidationError, match="max_workers"):
         asyncify_process(workers.cube, max_workers=0)
     with pytest.raises(OriValidationError, match="mp_context"):
-        asyncify_process(workers.cube, mp_context="spawn")  # type: ignore[arg-type]
+        asyncify_process(workers.cube, mp_context="spawn")  # type: ignore[call-overload]
 
 
 # --- ThreadLimiter --------------------------------------------------------------

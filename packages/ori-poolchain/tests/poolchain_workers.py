@@ -133,3 +133,17 @@ class HoldsALock:
 
     def __call__(self, x: int) -> int:
         return x
+
+
+class SlowToUnpickle:
+    """A stage function whose worker takes a second to start (spawn unpickles it)."""
+
+    def __init__(self) -> None:
+        self.tag = "slow"
+
+    def __setstate__(self, state: dict[str, str]) -> None:
+        time.sleep(1.0)
+        self.__dict__.update(state)
+
+    def __call__(self, x: int) -> int:
+        return x

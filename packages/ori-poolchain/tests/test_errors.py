@@ -163,6 +163,18 @@ def test_process_stage_timeout_kills_the_worker() -> None:
     # The no_leaks fixture checks that the stuck worker is gone.
 
 
+def test_process_stage_timeout_does_not_count_worker_start_up() -> None:
+    # Workers need a second to start; each item is instant. The timeout runs
+    # from an item's start, so nothing may time out.
+    chain = PoolChain().add_processpool(
+        workers.SlowToUnpickle(),
+        max_workers=1,
+        timeout=0.3,
+        mp_context=multiprocessing.get_context("spawn"),
+    )
+    assert chain.execute_eager(range(5)) == list(range(5))
+
+
 def test_process_stage_timeout_on_a_chunk_item() -> None:
     chain = PoolChain().add_processpool(
         workers.hang_on_two, max_workers=1, chunksize=5, timeout=0.5
@@ -187,23 +199,24 @@ def test_worker_crash_inside_a_chunk_names_the_item(chunksize: int) -> None:
         chain.execute_eager(range(12))
 
 
-@pytest.mark.parametrize("crash_at", [2, 8])
+@pytest.mark.parametrize("crash_at", [1, 8, 14])
 def test_a_one_off_worker_death_is_recovered_by_running_the_items_again(
     tmp_path: Path, crash_at: int
 ) -> None:
     # Without a timeout the worker reports progress per slice of items (here
-    # [0, 1), [1, 3), [3, 6) of each chunk); after a death the slice runs again
-    # one item at a time, and an item that does not kill a worker on its own is
-    # not an error (e.g. an outside SIGKILL). With chunks of 6 and one worker,
-    # the second chunk already waits in the pipe (prefetch) when the worker
-    # dies in the first: it must run again, not get lost (crash_at=2); a death
-    # in the prefetched chunk itself is handled the same way (crash_at=8).
+    # [0, 1), [1, 3), [3, 6) of each chunk of 6); after a death the slice runs
+    # again one item at a time, and an item that does not kill a worker on its
+    # own is not an error (e.g. an outside SIGKILL). Once chunks prove quick,
+    # the next chunk waits in the pipe (prefetch) while one runs: a death in
+    # the running chunk must send the waiting one back to the queue
+    # (crash_at=8), and a death in the chunk that was prefetched is handled
+    # like any other (crash_at=14).
     marker = str(tmp_path / "died-once")
     chain = PoolChain().add_processpool(
         workers.exit_once, max_workers=1, chunksize=6, mp_context=REPLACEABLE
     )
-    items = [(marker, x, crash_at) for x in range(12)]
-    assert chain.execute_eager(items) == list(range(12))
+    items = [(marker, x, crash_at) for x in range(18)]
+    assert chain.execute_eager(items, max_in_flight=18) == list(range(18))
     assert Path(marker).exists(), "the worker did die once"
 
 

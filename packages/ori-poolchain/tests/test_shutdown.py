@@ -11,6 +11,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import poolchain_workers as workers
@@ -109,11 +110,8 @@ def test_everything_stops_after_an_error() -> None:
 def test_keyboard_interrupt_inside_next_stops_everything() -> None:
     # A KeyboardInterrupt raised by the source runs in the consumer's thread,
     # like Ctrl-C while the consumer waits.
-    def source() -> itertools.count[int]:
-        return itertools.count()
-
-    def interrupting() -> object:
-        for i in source():
+    def interrupting() -> Iterator[int]:
+        for i in itertools.count():
             if i == 500:
                 raise KeyboardInterrupt
             yield i

@@ -3,9 +3,9 @@
 Three ways, chosen by :mod:`ori.asyncio._sync`:
 
 * ``run_here``: the loop is idle and this thread has no running loop, so this
-  thread runs it until the task is done. One pass of the loop comes first;
-  most short awaitables finish in it and need nothing else. Only a task that
-  is still pending gets a SIGINT guard and a full run.
+  thread runs it until the task is done. A few non-blocking passes of the
+  loop come first; most short awaitables finish in them. Only a task that is
+  still pending gets the ticker (see below) and a full run.
 * ``run_in_helper``: the loop is idle but this thread is busy running another
   loop, so a short-lived helper thread runs it while this thread waits.
 * ``run_remote``: the loop is already running in another thread; the task is
@@ -24,6 +24,7 @@ import contextvars
 import functools
 import sys
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -36,6 +37,9 @@ T = TypeVar("T")
 
 # How often a waiting thread checks that the loop it depends on is still open.
 _POLL_SECONDS = 0.25
+
+# Non-blocking passes of the loop run_here() makes before it lets the loop block.
+_QUICK_PASSES = 3
 
 _WRONG_LOOP_NOTE = (
     "ori.asyncio.sync() ran this awaitable on a separate event loop in a helper "
@@ -109,6 +113,19 @@ class _Ticker:
         self._handle.cancel()
 
 
+# Loops on which run_here() gave up waiting for a task (a repeated Ctrl-C):
+# their owner closes them instead of running them again.
+_left_running: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def left_running(loop: asyncio.AbstractEventLoop) -> bool:
+    """True (once) if the last run_here() on *loop* left its task unfinished."""
+    if loop in _left_running:
+        _left_running.discard(loop)
+        return True
+    return False
+
+
 def _executing_a_task(loop: asyncio.AbstractEventLoop) -> bool:
     return asyncio.current_task(loop) is not None
 
@@ -120,17 +137,21 @@ def run_here(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T
     not running another loop.
     """
     task = loop.create_task(coro)  # copies the caller's contextvars
-    guard: SigintGuard | None = None
+    guard = SigintGuard.install(
+        functools.partial(cancel_threadsafe, loop, task),
+        busy=functools.partial(_executing_a_task, loop),
+    )
     ticker: _Ticker | None = None
     try:
-        # Calling stop() first makes run_forever() do exactly one pass.
-        loop.stop()
-        loop.run_forever()
-        if not task.done():
-            guard = SigintGuard.install(
-                functools.partial(cancel_threadsafe, loop, task),
-                busy=functools.partial(_executing_a_task, loop),
-            )
+        # Calling stop() first makes run_forever() do exactly one pass, which
+        # never blocks. Short awaitables finish in a few such passes; only the
+        # others need the ticker and a full run of the loop.
+        for _ in range(_QUICK_PASSES):
+            loop.stop()
+            loop.run_forever()
+            if task.done():
+                break
+        else:
             if guard is not None:
                 ticker = _Ticker(loop)
             run_until_done(loop, task)
@@ -153,32 +174,37 @@ def run_here(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T
             ticker.cancel()
         if guard is not None:
             guard.uninstall()
+        if not task.done():
+            _left_running.add(loop)
     return outcome(task, guard)
 
 
 def start_and_wait(
     start: Callable[[], None],
+    began: Callable[[], bool],
     done: threading.Event,
     cancel: Callable[[], None],
     check: Callable[[], None] | None = None,
 ) -> SigintGuard | None:
     """Call *start*, block until *done* is set; on interruption *cancel* and await the cleanup.
 
-    The SIGINT guard goes in before *start*: a Ctrl-C raised as
-    KeyboardInterrupt in the middle of *start* (starting a thread, queuing a
-    callback) could leave work running that nobody waits for or cancels.
-    *check* runs every few tenths of a second while waiting and may raise to
-    stop the wait (the loop being waited on was closed).
+    The SIGINT guard goes in before *start*, so that a first Ctrl-C cannot
+    interrupt *start* half-way. A KeyboardInterrupt from another handler
+    still can: then the work is cancelled, and waited for only if *began*
+    says it is under way (else nothing would ever set *done*). *check* runs
+    every few tenths of a second while waiting and may raise to stop the wait
+    (the loop being waited on was closed).
     """
     guard = SigintGuard.install(cancel)
     try:
-        start()
         try:
+            start()
             _wait(done, check)
         except BaseException:
             if guard is None or not guard.forced:
                 cancel()
-                _wait(done, check)
+                if began():
+                    _wait(done, check)
             raise
     finally:
         if guard is not None:
@@ -235,7 +261,12 @@ def run_in_helper(
                 done.set()
 
     helper = threading.Thread(target=drive, name="ori.asyncio-sync-helper", daemon=True)
-    guard = start_and_wait(helper.start, done, functools.partial(cancel_threadsafe, loop, task))
+    guard = start_and_wait(
+        helper.start,
+        lambda: helper.is_alive() or done.is_set(),
+        done,
+        functools.partial(cancel_threadsafe, loop, task),
+    )
     helper.join()
     if failures:
         raise failures[0]
@@ -277,10 +308,12 @@ def run_remote(loop: asyncio.AbstractEventLoop, awaitable: Awaitable[T]) -> T:
     """Run *awaitable* on *loop*, which is running in another thread; block until done."""
     coro = as_coroutine(awaitable)
     remote = _Remote()
+    queued: list[bool] = []
 
     def start() -> None:
         try:
             loop.call_soon_threadsafe(remote.start, loop, coro, context=contextvars.copy_context())
+            queued.append(True)
         except RuntimeError:
             discard(coro)
             raise OriError(
@@ -299,7 +332,7 @@ def run_remote(loop: asyncio.AbstractEventLoop, awaitable: Awaitable[T]) -> T:
                 f"the event loop {loop!r} was closed before the awaitable passed to sync() finished"
             )
 
-    guard = start_and_wait(start, remote.done, cancel, check)
+    guard = start_and_wait(start, lambda: bool(queued), remote.done, cancel, check)
     task: asyncio.Task[T] | None = remote.task
     if task is None:  # cancelled before it started
         if guard is not None and guard.interrupted:

@@ -20,6 +20,7 @@ from ori.errors import OriValidationError
 from ori.errors.validation import describe
 
 from ._awaitables import aiter_of, check_async_iterable
+from ._drive import left_running
 from ._loops import finalize, join
 from ._sync import sync
 
@@ -73,8 +74,8 @@ def _steps(
         while True:
             try:
                 item = sync(_next(iterator), loop)
-            except KeyboardInterrupt:
-                forced = event_loop is None and bool(asyncio.all_tasks(loop))
+            except BaseException:
+                forced = left_running(loop)
                 raise
             if isinstance(item, _End):
                 return

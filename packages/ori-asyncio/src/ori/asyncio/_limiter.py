@@ -5,7 +5,8 @@ threads come from many loops at once (each thread's cached loop, every
 LoopThread). A :class:`ThreadLimiter` keeps its count under a
 ``threading.Lock``; a task that has to wait parks a future of its own loop in
 a FIFO queue. Releasing a token hands it straight to the oldest waiter
-(``borrowed`` does not drop) by resolving that future through its loop's
+(``borrowed`` does not drop) by resolving that future: directly when the
+release runs in the waiter's own loop, else through that loop's
 ``call_soon_threadsafe``. A waiter cancelled before the hand-over arrives
 passes the token on, so tokens are never lost to cancellation.
 """
@@ -127,12 +128,20 @@ class ThreadLimiter:
             self._hand_over_locked()
 
     def _hand_over_locked(self) -> None:
+        here = asyncio._get_running_loop()
         while self._waiters and self._borrowed < self._total:
             waiter = self._waiters.popleft()
-            try:
-                waiter.get_loop().call_soon_threadsafe(self._grant, waiter)
-            except RuntimeError:  # the waiter's loop is closed: it will never run again
-                continue
+            loop = waiter.get_loop()
+            if loop is here:
+                # The waiter's own loop is running this code: grant it directly.
+                if waiter.done():  # cancelled, and about to notice
+                    continue
+                waiter.set_result(None)
+            else:
+                try:
+                    loop.call_soon_threadsafe(self._grant, waiter)
+                except RuntimeError:  # the waiter's loop is closed: it will never run again
+                    continue
             self._borrowed += 1
 
     def _grant(self, waiter: asyncio.Future[None]) -> None:

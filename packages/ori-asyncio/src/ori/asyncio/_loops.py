@@ -11,7 +11,9 @@ time. That loop:
 * is tidied after every call as ``asyncio.run()`` would before closing: tasks
   the awaitable left behind are cancelled, async generators still open are
   closed, and the default executor, if the call used it, is shut down (joining
-  its threads) and replaced by a fresh, thread-less one;
+  its threads) and replaced by a fresh, thread-less one. A task factory counts
+  the tasks each call starts, so that calls which start none skip the search
+  for leftovers (``asyncio.all_tasks()`` walks every task in the process);
 * is closed when its thread exits (the thread-local holder's finaliser), at
   interpreter exit for the main thread, and at once if a second Ctrl-C left a
   task in an unknown state on it;
@@ -56,15 +58,26 @@ _inherited_through_fork: list[asyncio.AbstractEventLoop] = []
 
 
 class _Holder:
-    """One thread's cached loop. Dropped, and the loop closed, when the thread ends."""
+    """One thread's cached loop, its default executor, and the process it belongs to."""
 
-    __slots__ = ("executor", "loop", "pid")
+    __slots__ = ("executor", "loop", "pid", "tasks_started")
 
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
         self.executor = _new_executor()
         self.loop.set_default_executor(self.executor)
+        # asyncio.all_tasks() walks every live task of every loop in the
+        # process; counting the tasks started here tells more cheaply whether
+        # a call can have left any behind.
+        self.tasks_started = 0
+        self.loop.set_task_factory(self._new_task)
+
+    def _new_task(
+        self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
+    ) -> asyncio.Task[Any]:
+        self.tasks_started += 1
+        return asyncio.Task(coro, loop=loop, **kwargs)
 
     def close(self) -> None:
         loop = self.loop
@@ -73,10 +86,23 @@ class _Holder:
         elif not loop.is_closed() and not loop.is_running():
             loop.close()
 
+
+class _CloseAtThreadExit:
+    """Referenced only by the thread-local storage, so it dies exactly when the thread ends.
+
+    The holder itself may outlive the thread (a traceback that escaped the
+    thread keeps the frames that used it), but its loop is closed regardless.
+    """
+
+    __slots__ = ("holder",)
+
+    def __init__(self, holder: _Holder) -> None:
+        self.holder = holder
+
     def __del__(self) -> None:
         # Runs in the ending thread when its thread-local storage is cleared.
         with contextlib.suppress(Exception):
-            self.close()
+            self.holder.close()
 
 
 _local = threading.local()
@@ -90,6 +116,7 @@ def cached_holder() -> _Holder:
             _inherited_through_fork.append(holder.loop)
         holder = _Holder()
         _local.holder = holder
+        _local.closer = _CloseAtThreadExit(holder)
     return holder
 
 
@@ -97,6 +124,7 @@ def discard_cached(holder: _Holder) -> None:
     """Forget and close this thread's cached loop after it was left in an unknown state."""
     if getattr(_local, "holder", None) is holder:
         del _local.holder
+        del _local.closer
     holder.close()
 
 
@@ -170,8 +198,10 @@ def tidy(holder: _Holder) -> None:
     If this is interrupted (a Ctrl-C during cleanup), the loop is discarded.
     """
     loop = holder.loop
+    started, holder.tasks_started = holder.tasks_started, 0
     try:
-        cancel_leftovers(loop, "left running by the awaitable passed to sync()")
+        if started > 1:  # more than the task sync() itself started
+            cancel_leftovers(loop, "left running by the awaitable passed to sync()")
         _close_open_asyncgens(loop)
         if holder.executor.used:
             old, holder.executor = holder.executor, _new_executor()

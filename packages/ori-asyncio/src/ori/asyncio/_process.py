@@ -66,7 +66,9 @@ class AsyncProcessFunction(Generic[P, R]):
     the worker processes.
     """
 
-    __qualname__: str  # copied from the wrapped function by functools.update_wrapper
+    # Copied from the wrapped function by functools.update_wrapper.
+    __name__: str
+    __qualname__: str
 
     def __init__(
         self,

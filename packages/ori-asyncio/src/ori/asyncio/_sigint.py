@@ -15,8 +15,11 @@ see a cancellation), the first SIGINT raises KeyboardInterrupt right there,
 in that code, as Python normally does; its ``finally`` blocks run as the
 exception unwinds.
 
-Guards nest: a guard installed over another guard passes the first signal on
-to it, so ``sync() -> async code -> sync()`` cancels both levels. The handler
+Guards nest: a guard installed over another guard relays the first signal to
+it, so ``sync() -> async code -> sync()`` cancels both levels. A relayed
+signal only cancels: the outer guard's thread is blocked in the inner wait,
+not running the outer awaitable's code, so raising there would skip the
+inner awaitable's cleanup. The handler
 ``asyncio.Runner`` (``asyncio.run()``, Python 3.11+) installs is treated the
 same way, so one Ctrl-C during ``sync()`` called inside ``asyncio.run()``
 cancels the awaitable and the main task. Any other handler the program
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import signal
 import threading
 from collections.abc import Callable
@@ -34,6 +38,17 @@ from types import FrameType
 from typing import Any, TypeGuard
 
 __all__ = ("SigintGuard",)
+
+# The C functions behind signal.getsignal() and signal.signal(). Those
+# wrappers convert handlers to enums by trial and error, which costs ten times
+# more than the switch itself, and sync() switches on every main-thread call.
+_getsignal: Callable[[int], Any]
+_setsignal: Callable[[int, Any], Any]
+try:
+    _c_signal = importlib.import_module("_signal")
+    _getsignal, _setsignal = _c_signal.getsignal, _c_signal.signal
+except (ImportError, AttributeError):  # pragma: no cover - no _signal module here
+    _getsignal, _setsignal = signal.getsignal, signal.signal
 
 
 class SigintGuard:
@@ -81,7 +96,7 @@ class SigintGuard:
         if threading.current_thread() is not threading.main_thread():
             return None
         try:
-            current = signal.getsignal(signal.SIGINT)
+            current = _getsignal(signal.SIGINT)
         except ValueError:  # pragma: no cover - signals unsupported here
             return None
         if _chains_to(current):
@@ -91,26 +106,45 @@ class SigintGuard:
         else:
             return None
         try:
-            signal.signal(signal.SIGINT, guard._handler)
+            _setsignal(signal.SIGINT, guard._handler)
         except ValueError:  # pragma: no cover - not the main interpreter
             return None
         return guard
 
     def uninstall(self) -> None:
         """Put the previous handler back, unless someone replaced ours meanwhile."""
-        if signal.getsignal(signal.SIGINT) is self._handler:
-            signal.signal(signal.SIGINT, self._restore)
+        replaced = _setsignal(signal.SIGINT, self._restore)
+        if replaced is not self._handler:  # not ours any more: put it back
+            _setsignal(signal.SIGINT, replaced)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.count += 1
         if self.count > 1:
             self.forced = True
             raise KeyboardInterrupt
-        if self._outer is not None:
-            self._outer(signum, frame)
+        self._relay_outward(signum, frame)
         if self._busy is not None and self._busy():
             raise KeyboardInterrupt
         self._cancel()
+
+    def _relayed(self, signum: int, frame: FrameType | None) -> None:
+        # An inner guard got the signal while this one's thread was blocked in
+        # the inner wait: cancel, but never raise from here (this guard's loop
+        # is not running user code; it is stuck in that wait).
+        self.count += 1
+        if self.count == 1:
+            self._relay_outward(signum, frame)
+            self._cancel()
+
+    def _relay_outward(self, signum: int, frame: FrameType | None) -> None:
+        outer = self._outer
+        if outer is None:
+            return
+        owner = getattr(outer, "__self__", None)
+        if isinstance(owner, SigintGuard):
+            owner._relayed(signum, frame)
+        else:  # asyncio.Runner's handler: cancels its main task on a first signal
+            outer(signum, frame)
 
 
 _Runner: type | None = getattr(asyncio, "Runner", None)

@@ -27,7 +27,7 @@ from ori.errors.validation import check_callable, describe
 
 from . import _loops
 from ._awaitables import as_coroutine, check_awaitable, discard, loop_of
-from ._drive import run_here, run_in_helper, run_remote
+from ._drive import left_running, run_here, run_in_helper, run_remote
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -39,16 +39,13 @@ def _run_cached(coro: Coroutine[Any, Any, T]) -> T:
     holder = _loops.cached_holder()
     try:
         result = run_here(holder.loop, coro)
-    except (KeyboardInterrupt, SystemExit):
-        if asyncio.all_tasks(holder.loop):
+    except BaseException:
+        if left_running(holder.loop):
             # Forced out (a second Ctrl-C) while the awaitable was still
             # running: do not run its loop again, start afresh next time.
             _loops.discard_cached(holder)
         else:
             _loops.tidy(holder)
-        raise
-    except BaseException:
-        _loops.tidy(holder)
         raise
     _loops.tidy(holder)
     return result

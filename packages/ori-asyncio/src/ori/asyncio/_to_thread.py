@@ -45,11 +45,20 @@ DEFAULT_LIMITER: Final = _DefaultLimiter()
 
 LimiterOption = ThreadLimiter | int | _DefaultLimiter | None
 
-_PENDING, _RUNNING, _OVER = 0, 1, 2
+# States of a _LimitedCall; the token is released exactly once, by whoever
+# moves the call to _RELEASED.
+_PENDING, _RUNNING, _ABANDONED, _FINISHED, _RELEASED = range(5)
 
 
 class _LimitedCall(Generic[R]):
-    """One call for a thread executor: runs in the caller's context, releases its token once."""
+    """One call for a thread executor: runs in the caller's context, releases its token once.
+
+    Normally the awaiting task releases the token when the result arrives, in
+    the loop's own thread (waking the next waiter there costs nothing). If the
+    task stops waiting early (cancelled), the token is released at once when
+    no thread has picked the call up, else by the worker thread when the
+    function returns.
+    """
 
     __slots__ = ("_args", "_context", "_fn", "_kwargs", "_limiter", "_lock", "_state")
 
@@ -76,15 +85,21 @@ class _LimitedCall(Generic[R]):
             return self._context.run(self._fn, *self._args, **self._kwargs)
         finally:
             with self._lock:
-                self._state = _OVER
-            self._limiter.release()
+                abandoned = self._state == _ABANDONED
+                self._state = _RELEASED if abandoned else _FINISHED
+            if abandoned:
+                self._limiter.release()
 
-    def abandon(self) -> None:
-        """Release the token now if no thread started the call; else the thread will."""
+    def done_waiting(self) -> None:
+        """The awaiting task is done with the call (result, error or cancellation)."""
         with self._lock:
-            if self._state != _PENDING:
+            state = self._state
+            if state == _RUNNING:
+                self._state = _ABANDONED  # the worker thread releases when it returns
                 return
-            self._state = _OVER
+            if state == _RELEASED:  # pragma: no cover - defensive
+                return
+            self._state = _RELEASED  # pending (never ran) or finished
         self._limiter.release()
 
 
@@ -136,7 +151,7 @@ async def _call(
     try:
         return await loop.run_in_executor(executor, limited)
     finally:
-        limited.abandon()
+        limited.done_waiting()
 
 
 async def _call_in_process(

@@ -3,9 +3,9 @@
 Data flow: each lane takes one item, submits it to the run's executor and waits
 for its future, so at most ``workers`` futures exist at a time (``Executor.map``
 would submit the whole input at once). A lane waits in short slices so that it
-notices close() and the stage timeout; an overdue future is cancelled if it has
-not started and otherwise abandoned (a generic executor offers no way to stop a
-running call).
+notices close() and the stage timeout, which counts from the moment the future
+is running; an overdue future is cancelled if it has not started and otherwise
+abandoned (a generic executor offers no way to stop a running call).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from ._errors import ErrorRecord, StageLabel, short_repr
 from ._stages import StageRuntime, StageSpec
 
 WAIT_SLICE_SECONDS = 0.1
+WORKER_START_SECONDS = 60.0
 
 
 class ExecutorStage(StageRuntime):
@@ -88,18 +89,26 @@ class ExecutorStage(StageRuntime):
             self.ctx.report(ErrorRecord(index, self.label, exc, short_repr(value)))
             return _FAILED
         timeout = self.spec.timeout
-        deadline = None if timeout is None else time.monotonic() + timeout
+        # The clock starts when the executor starts the call (a pool may first
+        # have to start a worker); a call never started gets WORKER_START_SECONDS.
+        submitted = time.monotonic()
+        deadline: float | None = None
         while True:
             slice_ = WAIT_SLICE_SECONDS
-            if deadline is not None:
-                slice_ = min(slice_, max(0.0, deadline - time.monotonic()))
+            if timeout is not None:
+                if deadline is None and future.running():
+                    deadline = time.monotonic() + timeout
+                limit = deadline or submitted + timeout + WORKER_START_SECONDS
+                slice_ = min(slice_, max(0.0, limit - time.monotonic()))
             done, _ = concurrent.futures.wait([future], slice_)
             if done:
                 break
             if self.ctx.stopping:
                 future.cancel()
                 return _STOPPED
-            if deadline is not None and time.monotonic() >= deadline:
+            if timeout is not None and time.monotonic() >= (
+                deadline or submitted + timeout + WORKER_START_SECONDS
+            ):
                 future.cancel()
                 error = OriTimeoutError(
                     f"{self.label} did not finish input item {index} within its "

@@ -4,20 +4,24 @@ Data flow of one lane (see ``_worker.py`` for the other end of the pipe)::
 
     in_queue --batches--> gather a chunk (1 blocking get, then only what is
         already queued, up to the stage's chunk size) --pickle--> worker pipe
+        (+ the next chunk, prefetched, when the stage has no timeout)
     worker pipe --replies--> successes to the outlet, failures to the consumer
 
 While a chunk runs, the lane waits on the worker's pipe *and* its process
 sentinel (``multiprocessing.connection.wait``), with a deadline when the stage
-has a timeout. The worker publishes the position and start time of the item it
-is running in a shared array, so the lane knows exactly which item a stuck or
-dead worker held:
+has a timeout. The worker publishes what it is running in a shared array (the
+item and its start time with a timeout, else the current slice of items), so
+the lane knows what a stuck or dead worker held:
 
-* a reply arrives: forward it; the chunk is done when the reply says so;
+* a reply arrives: forward it; the chunk is done when the reply says so (a
+  worker may hand back the unstarted end of a chunk that got slow: requeued);
 * the deadline passes: kill that one worker, report the item as
   :class:`~ori.errors.OriTimeoutError`, hand the chunk's unfinished items back to
   the queue;
 * the worker dies (sentinel ready or EOF): report the item as
-  :class:`~ori.errors.OriWorkerCrashedError`, hand the rest back.
+  :class:`~ori.errors.OriWorkerCrashedError` (a slice of several items first
+  runs again item by item to find it), hand the rest back, prefetched chunk
+  included.
 
 Either way the lane starts a replacement worker when it next has work, so a
 stage never loses capacity. Ori does not use ``ProcessPoolExecutor`` here
@@ -50,6 +54,9 @@ from ._stages import StageRuntime, StageSpec
 from ._worker import Reply, dumps, worker_main
 
 STOP_GRACE_SECONDS = 1.0
+WORKER_START_SECONDS = 60.0
+STARTUP_POLL_SECONDS = 0.02
+PREFETCH_BELOW_SECONDS = 0.005
 
 
 class _Worker:
@@ -103,7 +110,7 @@ class _Worker:
 
 
 class _Lane:
-    __slots__ = ("busy", "crashes", "slot", "thread", "worker")
+    __slots__ = ("busy", "crashes", "fast", "slot", "thread", "worker")
 
     def __init__(self, slot: int) -> None:
         self.slot = slot
@@ -111,6 +118,10 @@ class _Lane:
         self.thread: threading.Thread | None = None
         self.busy = False
         self.crashes = 0  # workers of this lane that died while running a chunk
+        # Whether its last chunk took under PREFETCH_BELOW_SECONDS: only then
+        # is a second chunk sent ahead (for slow items it would only tie work
+        # to this worker while another one might be idle).
+        self.fast = False
 
 
 class ProcessStage(StageRuntime):
@@ -244,8 +255,9 @@ class ProcessStage(StageRuntime):
         """Send one chunk to the lane's worker and see it through.
 
         With *prefetch*, while the worker computes, the lane sends it the next
-        chunk too (if one is queued and small enough to sit in the pipe without
-        blocking), so the worker never idles while the lane is busy elsewhere.
+        chunk too (if chunks are quick, one is queued, and it is small enough to
+        sit in the pipe without blocking), so the worker does not idle while the
+        lane waits for the GIL or does its bookkeeping.
         """
         payload, indices, values = self._dumps(indices, values)
         if not indices:
@@ -261,9 +273,13 @@ class ProcessStage(StageRuntime):
                 return
         status = self._status
         base = 2 * lane.slot
-        status[base] = 0  # until the worker says otherwise: the first item...
-        status[base + 1] = time.monotonic() if self.spec.timeout is not None else 1
-        lane.busy = True  # ...started now (timed), or the first slice is [0, 1)
+        if self.spec.timeout is not None:
+            status[base] = -1  # no item started yet; the worker writes its own
+            status[base + 1] = time.monotonic()
+        else:
+            status[base] = 0  # until the worker says otherwise, the first slice
+            status[base + 1] = 1  # is [0, 1)
+        lane.busy = True
         outstanding: collections.deque[tuple[Indices, list[Any], int]] = collections.deque()
         try:
             if self.ctx.stopping:  # close() may have missed that we were busy
@@ -275,7 +291,7 @@ class ProcessStage(StageRuntime):
                 return
             outstanding.append((indices, values, len(payload)))
             while outstanding:
-                if prefetch and len(outstanding) == 1 and not self.ctx.stopping:
+                if prefetch and lane.fast and len(outstanding) == 1 and not self.ctx.stopping:
                     self._prefetch(worker, outstanding)
                 indices, values, nbytes = outstanding[0]
                 waited = time.perf_counter()
@@ -333,7 +349,6 @@ class ProcessStage(StageRuntime):
     ) -> bool:
         """Wait for this chunk's replies; False if its worker died or was killed."""
         timeout = self.spec.timeout
-        status = self._status
         base = 2 * lane.slot
         conn = worker.conn
         sentinel = worker.process.sentinel
@@ -341,7 +356,10 @@ class ProcessStage(StageRuntime):
         while True:
             wait_for: float | None = None
             if timeout is not None:
-                wait_for = max(0.0, status[base + 1] + timeout - time.monotonic())
+                position, deadline = self._deadline(base, timeout)
+                wait_for = max(0.0, deadline - time.monotonic())
+                if position < 0:  # look again soon: the item's clock starts any moment
+                    wait_for = min(wait_for, STARTUP_POLL_SECONDS)
             ready = multiprocessing.connection.wait([conn, sentinel], wait_for)
             if conn in ready:
                 try:
@@ -357,6 +375,7 @@ class ProcessStage(StageRuntime):
                 finished = self._deliver(reply, indices, values)
                 if reply[4]:
                     self.meter.add_busy(reply[3])  # the compute time the worker measured
+                    lane.fast = reply[3] < PREFETCH_BELOW_SECONDS
                     self.sizer.report(finished, reply[3], nbytes * finished // len(values))
                     # A worker may hand back the end of a chunk that got slow.
                     self._requeue(indices, values, list(range(finished, len(values))))
@@ -368,16 +387,29 @@ class ProcessStage(StageRuntime):
                 self._lost_worker(lane, worker, indices, values, finished)
                 return False
             elif timeout is not None:
-                position = int(status[base])
-                started = status[base + 1]
-                if int(status[base]) != position:  # moved on while we read
-                    continue
-                if time.monotonic() - started >= timeout:
+                position, deadline = self._deadline(base, timeout)
+                if time.monotonic() >= deadline:
                     finished = self._drain(conn, indices, values, finished)
+                    position = max(position, 0)  # a worker that never started: item 0
                     if finished > position:
                         continue
                     self._timed_out(lane, worker, indices, values, finished, position)
                     return False
+
+    def _deadline(self, base: int, timeout: float) -> tuple[int, float]:
+        """(chunk position, deadline) of the item the worker is running.
+
+        The clock starts when the worker starts the item, not when the chunk was
+        sent: a worker still starting up (importing, unpickling) is not late.
+        Position -1: no item started yet; such a worker gets WORKER_START_SECONDS
+        more before its first item counts as stuck.
+        """
+        status = self._status
+        position = int(status[base])
+        started = status[base + 1]
+        if position < 0:
+            return -1, started + timeout + WORKER_START_SECONDS
+        return position, started + timeout
 
     def _drain(self, conn: Connection, indices: Indices, values: list[Any], finished: int) -> int:
         """Deliver replies already in the pipe; the new ``finished`` position."""
