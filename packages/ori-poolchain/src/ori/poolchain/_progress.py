@@ -111,10 +111,9 @@ def _postfix(stats: ChainStats, number: int) -> str:
 class ProgressDisplay:
     """The bars of one run and the thread that keeps them current.
 
-    Created by the consumer when the run starts (after the stages' threads
-    and processes, so that worker processes are never forked while a bar's
-    helper thread exists); closed by the run's closer, from whichever thread
-    closes the run.
+    Created by the consumer when the run starts, after the stages' worker
+    processes (a fork then happens before the display has a thread); closed
+    by the run's closer, from whichever thread closes the run.
     """
 
     def __init__(self, setup: ProgressSetup, stats: RunStats, name: str) -> None:

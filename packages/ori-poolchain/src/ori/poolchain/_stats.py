@@ -269,7 +269,9 @@ class RunStats:
         self.handed_out = 0  # written by the consumer only
         self._meters: list[StageMeter] = []
         self._peaks: list[int] = []
-        self._lock = threading.Lock()
+        # Reentrant: a garbage-collected run may be finished (closed) by the
+        # very thread that is taking one of its snapshots.
+        self._lock = threading.RLock()
         self._next_sample = 0.0
         self._final: ChainStats | None = None
 
@@ -292,7 +294,7 @@ class RunStats:
         if now >= self._next_sample:
             self._next_sample = now + SAMPLE_SECONDS
             with self._lock:
-                self._count()
+                self._count(self._meters)
 
     def snapshot(self) -> ChainStats:
         """The statistics now (while running) or at the end (once closed)."""
@@ -308,13 +310,14 @@ class RunStats:
                 self._final = self._build(running=False)
                 self._meters = []
 
-    def _count(self) -> tuple[float, int, int, list[tuple[int, int, int, float, int]]]:
+    def _count(
+        self, meters: list[StageMeter]
+    ) -> tuple[float, int, int, list[tuple[int, int, int, float, int]]]:
         """(elapsed, pulled, handed out, per stage (in, out, failed, busy, peak)).
 
         Updates the peaks; call with the lock held.
         """
         elapsed = time.perf_counter() - self.started
-        meters = self._meters
         # Later stages first and the input count last: whatever moves on
         # meanwhile, an item is never seen leaving a stage before it was seen
         # entering it, so depths are never negative.
@@ -340,8 +343,8 @@ class RunStats:
             return self._build(running)
 
     def _build(self, running: bool) -> ChainStats:
-        elapsed, pulled, handed_out, counts = self._count()
         meters = self._meters
+        elapsed, pulled, handed_out, counts = self._count(meters)
         stages: list[StageStats] = []
         for number, (meter, (entered, out, failed, busy, peak)) in enumerate(
             zip(meters, counts, strict=True), 1
