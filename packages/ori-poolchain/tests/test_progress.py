@@ -136,6 +136,13 @@ def test_a_generator_gives_bars_without_total() -> None:
     assert bars[0].n == 5
 
 
+def test_an_empty_input() -> None:
+    bars, factory = recording()
+    assert two_stages().execute_eager([], progress=factory) == []
+    assert [(bar.kwargs["total"], bar.n, bar.closed) for bar in bars] == [(0, 0, 1), (0, 0, 1)]
+    assert not progress_threads()
+
+
 def test_the_refresher_thread_updates_while_the_run_goes_on() -> None:
     bars, factory = recording()
     gate = threading.Event()

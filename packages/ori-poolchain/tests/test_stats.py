@@ -217,6 +217,17 @@ def test_report_names_every_stage_and_the_bottleneck() -> None:
     assert out.getvalue() == text + "\n"
 
 
+def test_stats_of_an_empty_input() -> None:
+    chain = three_stages()
+    assert chain.execute_eager([]) == []
+    stats = chain.stats
+    assert stats is not None
+    assert counts(stats) == [(0, 0, 0)] * 3
+    assert stats.bottleneck is None
+    assert stats.report().endswith("bottleneck: none (no stage did any work)")
+    assert_consistent(stats)
+
+
 def test_print_stats_before_any_run(capsys: pytest.CaptureFixture[str]) -> None:
     chain = PoolChain().add_threadpool(str)
     chain.print_stats()

@@ -170,8 +170,10 @@ class ChainStats:
             if bottleneck is not None and number == bottleneck.number:
                 line += "  <- bottleneck"
             lines.append(line.rstrip())
-        if bottleneck is None:
+        if bottleneck is None and self.running:
             lines.append("bottleneck: none yet (no stage has finished a batch)")
+        elif bottleneck is None:
+            lines.append("bottleneck: none (no stage did any work)")
         elif bottleneck.utilisation >= SATURATED:
             lines.append(
                 f"bottleneck: {bottleneck.name}, busy {bottleneck.utilisation:.0%} of the "
