@@ -10,8 +10,9 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import multiprocessing.context
+import sys
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import IO, Any
 
 from ori.errors import OriValidationError
 from ori.errors.validation import (
@@ -23,9 +24,11 @@ from ori.errors.validation import (
     describe,
 )
 
+from ._progress import progress_setup
 from ._run import PoolChainRun, start_run
 from ._sequential import run_sequentially
 from ._stages import StageKind, StageSpec
+from ._stats import ChainStats, RunStats
 
 
 def _check_mp_context(value: object) -> multiprocessing.context.BaseContext | None:
@@ -74,6 +77,7 @@ class PoolChain:
 
     def __init__(self) -> None:
         self._specs: list[StageSpec] = []
+        self._latest: RunStats | None = None  # statistics of the most recent run
 
     # -- building -------------------------------------------------------------
 
@@ -279,6 +283,7 @@ class PoolChain:
         *,
         ordered: bool = True,
         max_in_flight: int | None = None,
+        progress: bool | Callable[..., Any] = False,
     ) -> PoolChainRun:
         """Start streaming *iterable* through the chain; return an iterator of results.
 
@@ -310,14 +315,30 @@ class PoolChain:
                 worker, and in ordered runs up to as many again for results
                 waiting behind a slow item. A number is a hard bound and also
                 caps automatic chunks so that every worker gets work.
+            progress: ``True`` shows a live tqdm progress bar per stage (items
+                done, rate, queue depth, how busy its workers are; the total is
+                the input's ``len()`` when it has one), redrawn by a small
+                thread of the run and closed when the run ends, however it
+                ends. Needs the ``progress`` extra (``pip install
+                'ori-poolchain[progress]'``). A callable is used instead of
+                tqdm to make each bar, as ``progress(total=..., desc=...,
+                unit="item", leave=True)``; the object it returns needs
+                ``update(n)`` and ``close()`` (``set_postfix_str(text)`` is
+                used when present), e.g. ``functools.partial(tqdm.tqdm,
+                file=sys.stdout)`` or ``tqdm.notebook.tqdm``. ``False``
+                (default): no bars. Errors of a bar while the run goes on
+                stop its redrawing, not the run.
 
         Returns:
-            A :class:`PoolChainRun`: an iterator, context manager and closable.
+            A :class:`PoolChainRun`: an iterator, context manager and closable;
+            its :attr:`~PoolChainRun.stats` give per-stage statistics, also
+            available as :attr:`PoolChain.stats` until the chain's next run.
 
         Raises:
             OriValidationError: the chain has no stages, *iterable* is not
-                iterable, *ordered* is not a bool or *max_in_flight* is not a
-                positive int.
+                iterable, *ordered* is not a bool, *max_in_flight* is not a
+                positive int, *progress* is neither a bool nor a callable, or
+                it is True and tqdm is not installed.
             OriNoInteractiveProcessPools: a process stage's function cannot be
                 imported by workers of the start method now in effect.
             Exception: anything raised while starting workers (e.g. a function
@@ -334,7 +355,10 @@ class PoolChain:
                     spec.function, _start_method(spec.mp_context), name="function"
                 )
         source = _check_iterable(iterable)
-        return start_run(specs, source, ordered=ordered, max_in_flight=window)
+        bars = progress_setup(progress, iterable)
+        run = start_run(specs, source, ordered=ordered, max_in_flight=window, progress=bars)
+        self._latest = run._run_stats
+        return run
 
     def execute_eager(
         self,
@@ -342,13 +366,15 @@ class PoolChain:
         *,
         ordered: bool = True,
         max_in_flight: int | None = None,
+        progress: bool | Callable[..., Any] = False,
     ) -> list[Any]:
         """Run *iterable* through the chain and return all results as a list.
 
         Blocks until every item is done (stages still run concurrently). Same
         arguments, errors and cleanup as :meth:`execute_lazy`; on
         KeyboardInterrupt or an error everything started is stopped before the
-        exception propagates.
+        exception propagates. :attr:`stats` then holds the run's statistics,
+        whether it succeeded or failed.
 
         Returns:
             The results, in input order unless ``ordered=False``.
@@ -360,7 +386,9 @@ class PoolChain:
                 :meth:`execute_lazy`), :class:`~ori.errors.OriTimeoutError` or
                 :class:`~ori.errors.OriWorkerCrashedError`.
         """
-        with self.execute_lazy(iterable, ordered=ordered, max_in_flight=max_in_flight) as run:
+        with self.execute_lazy(
+            iterable, ordered=ordered, max_in_flight=max_in_flight, progress=progress
+        ) as run:
             return list(run)
 
     def execute_lazy_single_threaded(self, iterable: Iterable[Any]) -> Iterator[Any]:
@@ -393,6 +421,37 @@ class PoolChain:
                 stage, the input index and the argument.
         """
         return list(self.execute_lazy_single_threaded(iterable))
+
+    # -- statistics -------------------------------------------------------------
+
+    @property
+    def stats(self) -> ChainStats | None:
+        """Per-stage statistics of the chain's most recent ``execute_lazy``/``execute_eager`` run.
+
+        A snapshot (see :class:`ChainStats`): live while that run goes on,
+        final once it ended, however it ended (results, error, ``break``,
+        Ctrl-C). ``None`` before the first run; the single-threaded modes
+        keep no statistics. When several threads execute the chain at once,
+        this is the run started last; use :attr:`PoolChainRun.stats` to
+        follow one run. Never blocks; any thread may read it.
+        """
+        latest = self._latest
+        return None if latest is None else latest.snapshot()
+
+    def print_stats(self, file: IO[str] | None = None) -> None:
+        """Print :meth:`ChainStats.report` of the most recent run.
+
+        Prints a table with one row per stage (workers, items in / out /
+        failed, queue depth, busy time, average item time, utilisation) and
+        a line naming the bottleneck, or a short note if the chain has not
+        run yet. Never blocks on the run; any thread may call it.
+
+        Args:
+            file: where to write; ``None`` means ``sys.stdout``.
+        """
+        stats = self.stats
+        text = "PoolChain: no run yet" if stats is None else stats.report()
+        print(text, file=sys.stdout if file is None else file)
 
     def __repr__(self) -> str:
         stages = ", ".join(f"{spec.kind_name}({spec.function_name})" for spec in self._specs)

@@ -19,6 +19,7 @@ import queue
 from typing import Any, Final, TypeAlias
 
 from ._errors import ErrorRecord, StageLabel
+from ._stats import RunStats
 
 Indices: TypeAlias = "range | list[int]"
 Batch: TypeAlias = "tuple[Indices, list[Any]]"
@@ -39,7 +40,7 @@ def concat(first: Indices, second: Indices) -> Indices:
 class RunContext:
     """State shared by the consumer and the lanes of one run."""
 
-    __slots__ = ("name", "out_queue", "stopping")
+    __slots__ = ("name", "out_queue", "stats", "stopping")
 
     def __init__(self) -> None:
         self.name = f"ori-poolchain-{next(_run_ids)}"
@@ -47,9 +48,11 @@ class RunContext:
         # Written only by close(); lanes read it between items (a plain attribute
         # read is atomic, and a stale read only costs one more item of work).
         self.stopping = False
+        self.stats = RunStats()
 
     def report(self, record: ErrorRecord) -> None:
         """Send one failed item to the consumer (any thread)."""
+        self.stats.count_failure(record.stage.number)
         self.out_queue.put(record)
 
     def fail(self, stage: StageLabel, exc: BaseException) -> None:

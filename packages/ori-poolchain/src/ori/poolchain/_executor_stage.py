@@ -66,6 +66,7 @@ class ExecutorStage(StageRuntime):
                 if message is STOP or ctx.stopping:
                     return
                 assert isinstance(message, tuple)
+                began = time.perf_counter()
                 done_indices: list[int] = []
                 done_values: list[Any] = []
                 for index, value in zip(*message, strict=True):
@@ -77,6 +78,7 @@ class ExecutorStage(StageRuntime):
                         done_values.append(outcome)
                 if done_indices:
                     self.outlet.put(done_indices, done_values)
+                self.meter.add_busy(time.perf_counter() - began)
         except BaseException as exc:  # an Ori bug: fail the run rather than hang it
             ctx.fail(self.label, exc)
 

@@ -294,7 +294,10 @@ class ProcessStage(StageRuntime):
                 if prefetch and lane.fast and len(outstanding) == 1 and not self.ctx.stopping:
                     self._prefetch(worker, outstanding)
                 indices, values, nbytes = outstanding[0]
+                waited = time.perf_counter()
                 if not self._await_replies(lane, worker, indices, values, nbytes):
+                    # No final reply, so no reported time: count the wait instead.
+                    self.meter.add_busy(time.perf_counter() - waited)
                     # The worker is gone; what was sent after this chunk never started.
                     for later_indices, later_values, _ in list(outstanding)[1:]:
                         self._requeue(later_indices, later_values, list(range(len(later_values))))
@@ -371,6 +374,7 @@ class ProcessStage(StageRuntime):
                     return False
                 finished = self._deliver(reply, indices, values)
                 if reply[4]:
+                    self.meter.add_busy(reply[3])  # the compute time the worker measured
                     lane.fast = reply[3] < PREFETCH_BELOW_SECONDS
                     self.sizer.report(finished, reply[3], nbytes * finished // len(values))
                     # A worker may hand back the end of a chunk that got slow.

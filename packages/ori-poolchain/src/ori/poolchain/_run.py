@@ -38,7 +38,9 @@ from ._context import RUN_FAILURE, Batch, RunContext
 from ._errors import ErrorRecord, exception_for
 from ._executor_stage import ExecutorStage
 from ._process_stage import ProcessStage
+from ._progress import ProgressDisplay, ProgressSetup
 from ._stages import StageRuntime, StageSpec
+from ._stats import ChainStats, RunStats
 from ._thread_stage import ThreadStage
 
 CLOSE_SECONDS = 2.0  # how long close() waits for busy lanes before abandoning them
@@ -67,12 +69,13 @@ class _Failed:
 class _Closer:
     """Tears a run down; shared with nothing that could keep the iterator alive."""
 
-    __slots__ = ("_closed", "_ctx", "_stages")
+    __slots__ = ("_closed", "_ctx", "_stages", "progress")
 
     def __init__(self, ctx: RunContext, stages: list[StageRuntime]) -> None:
         self._ctx = ctx
         self._stages = stages
         self._closed = False
+        self.progress: ProgressDisplay | None = None
 
     def close(self) -> None:
         if self._closed:
@@ -84,6 +87,9 @@ class _Closer:
         deadline = time.monotonic() + CLOSE_SECONDS
         for stage in self._stages:
             stage.finish_stop(deadline)
+        self._ctx.stats.finish()
+        if self.progress is not None:
+            self.progress.close()
         self._closed = True
 
 
@@ -104,6 +110,7 @@ class _Engine:
         *,
         ordered: bool,
         max_in_flight: int | None,
+        progress: ProgressSetup | None = None,
     ) -> None:
         self.ctx = ctx = RunContext()
         total = len(specs)
@@ -142,6 +149,10 @@ class _Engine:
                 stage.start_processes()
             for stage in stages:
                 stage.start_threads()
+            if progress is not None:
+                display = ProgressDisplay(progress, ctx.stats, ctx.name)
+                self._closer.progress = display
+                display.start()
             self._fill(first=True)
         except BaseException:
             self.close()
@@ -157,13 +168,16 @@ class _Engine:
         if self.closed:
             return None
         ready = self._ready
+        stats = self.ctx.stats
         try:
             while not self.closed:  # close() may come from another thread
                 self._fill()
                 self._drain()
+                stats.tick()
                 if ready:
                     batch = ready.popleft()
                     self._handed_out += len(batch)
+                    stats.handed_out = self._handed_out
                     return batch
                 if self._failure is not None:
                     raise self._raise_failure()
@@ -213,6 +227,7 @@ class _Engine:
         clock = time.perf_counter
         deadline = clock() + FILL_SLICE_SECONDS
         out_queue = self.ctx.out_queue
+        stats = self.ctx.stats
         try:
             while room > 0:
                 take = room if room < hint else hint
@@ -222,6 +237,7 @@ class _Engine:
                 finally:  # keep what was read even if the source raised
                     got = len(values)
                     if got:
+                        stats.pulled = index + got  # before stage 1 can finish them
                         stage.submit((range(index, index + got), values))
                         index += got
                         room -= got
@@ -393,6 +409,9 @@ class PoolChainRun(Iterator[Any]):
     KeyboardInterrupt inside ``next()``, or when the run is garbage collected
     (e.g. after ``break`` out of a ``for`` loop). After that, ``next()``
     raises StopIteration.
+
+    :attr:`stats` shows what each stage did so far (or in total, once the run
+    ended): a :class:`ChainStats` snapshot.
     """
 
     def __init__(
@@ -402,9 +421,26 @@ class PoolChainRun(Iterator[Any]):
         *,
         ordered: bool,
         max_in_flight: int | None,
+        progress: ProgressSetup | None = None,
     ) -> None:
-        self._engine = _Engine(specs, source, ordered=ordered, max_in_flight=max_in_flight)
+        self._engine = _Engine(
+            specs, source, ordered=ordered, max_in_flight=max_in_flight, progress=progress
+        )
         self._results = _results(self._engine)
+
+    @property
+    def stats(self) -> ChainStats:
+        """A snapshot of this run's per-stage statistics (see :class:`ChainStats`).
+
+        Any thread may read it, during the run or after it ended; each access
+        takes a new snapshot (a few microseconds, never blocks on the stages).
+        After the run ends, the final figures stay available.
+        """
+        return self._engine.ctx.stats.snapshot()
+
+    @property
+    def _run_stats(self) -> RunStats:
+        return self._engine.ctx.stats
 
     def __iter__(self) -> Iterator[Any]:
         return self._results
@@ -443,7 +479,14 @@ class PoolChainRun(Iterator[Any]):
 
 
 def start_run(
-    specs: Sequence[StageSpec], iterable: Iterable[Any], *, ordered: bool, max_in_flight: int | None
+    specs: Sequence[StageSpec],
+    iterable: Iterable[Any],
+    *,
+    ordered: bool,
+    max_in_flight: int | None,
+    progress: ProgressSetup | None = None,
 ) -> PoolChainRun:
     """Start a run (the iterable has already been checked)."""
-    return PoolChainRun(specs, iter(iterable), ordered=ordered, max_in_flight=max_in_flight)
+    return PoolChainRun(
+        specs, iter(iterable), ordered=ordered, max_in_flight=max_in_flight, progress=progress
+    )

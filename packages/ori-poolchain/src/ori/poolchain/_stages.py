@@ -22,6 +22,7 @@ from typing import Any, Literal
 from ._chunking import Sizer
 from ._context import Batch, Indices, Message, RunContext
 from ._errors import StageLabel
+from ._stats import StageMeter
 
 StageKind = Literal["thread", "process", "executor"]
 
@@ -93,13 +94,17 @@ class Outlet:
     whole.
     """
 
-    __slots__ = ("_queue", "_sizer")
+    __slots__ = ("_meter", "_queue", "_sizer")
 
-    def __init__(self, target: queue.SimpleQueue[Any], sizer: Sizer | None) -> None:
+    def __init__(
+        self, target: queue.SimpleQueue[Any], sizer: Sizer | None, meter: StageMeter
+    ) -> None:
         self._queue = target
         self._sizer = sizer
+        self._meter = meter
 
     def put(self, indices: Indices, values: list[Any]) -> None:
+        self._meter.count_out(len(indices))  # before the put: never seen leaving early
         sizer = self._sizer
         if sizer is None or len(indices) <= sizer.size:
             self._queue.put((indices, values))
@@ -127,15 +132,16 @@ class StageRuntime(abc.ABC):
         self.label = label
         self.ctx = ctx
         self.in_queue: queue.SimpleQueue[Message] = queue.SimpleQueue()
-        self.outlet: Outlet = Outlet(ctx.out_queue, None)
         self.workers = spec.workers
+        self.meter = ctx.stats.add_stage(self)
+        self.outlet: Outlet = Outlet(ctx.out_queue, None, self.meter)
 
     def connect(self, downstream: StageRuntime | None) -> None:
         """Send successes to *downstream*, or to the consumer when None."""
         if downstream is None:
-            self.outlet = Outlet(self.ctx.out_queue, None)
+            self.outlet = Outlet(self.ctx.out_queue, None, self.meter)
         else:
-            self.outlet = Outlet(downstream.in_queue, downstream.sizer)
+            self.outlet = Outlet(downstream.in_queue, downstream.sizer, self.meter)
 
     def submit(self, batch: Batch) -> None:
         """Queue a batch of items for this stage (any thread)."""

@@ -84,6 +84,8 @@ class ThreadStage(StageRuntime):
         get = self.in_queue.get
         ctx = self.ctx
         timed = self.spec.timeout is not None
+        add_busy = self.meter.add_busy
+        clock = time.perf_counter
         try:
             while True:
                 message = get()
@@ -91,11 +93,15 @@ class ThreadStage(StageRuntime):
                     return
                 assert isinstance(message, tuple)
                 indices, values = message
+                began = clock()
                 if timed:
-                    if not self._run_timed(lane, indices, values):
+                    going_on = self._run_timed(lane, indices, values)
+                    add_busy(clock() - began)
+                    if not going_on:
                         return
                 else:
                     self._run_batch(indices, values)
+                    add_busy(clock() - began)
         except BaseException as exc:  # an Ori bug: fail the run rather than hang it
             ctx.fail(self.label, exc)
 

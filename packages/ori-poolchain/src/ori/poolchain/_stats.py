@@ -1,0 +1,381 @@
+"""Per-stage statistics of one run: counted where the work happens, read by anyone.
+
+Data flow::
+
+    lane thread, per batch      items handed on (Outlet.put), busy seconds --> its own _Cell
+    any thread, per failure     RunContext.report                          --> its own _Cell
+    consumer, per batch         items read from the input, items handed out --> RunStats
+    consumer / progress thread  sample() every few ms                      --> peak queue depths
+    anyone                      snapshot()                                 --> ChainStats (frozen)
+    close()                     finish(): the last snapshot is frozen and kept
+
+Every thread writes only its own cell of a stage (plain numbers found through a
+``threading.local``), so counting takes no lock and loses no increment, and it
+costs a few attribute operations per batch rather than per item. Readers add
+the cells up. Items entering stage *k* are the items stage *k - 1* handed on
+(for the first stage, the items read from the input), so nothing has to count
+them twice; a stage's queue depth is what entered it minus what it finished.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._stages import StageRuntime
+
+SAMPLE_SECONDS = 0.005  # the consumer looks at queue depths at most this often
+SATURATED = 0.5  # a bottleneck busier than this is named as the one to widen
+_NAME_WIDTH = 24
+
+
+@dataclass(frozen=True)
+class StageStats:
+    """What one stage of a run did, at the moment of a snapshot.
+
+    Attributes:
+        number: the stage's position in the chain, from 1.
+        total: how many stages the chain has.
+        kind: ``"thread pool"``, ``"process pool"`` or the executor class name.
+        function: the name of the stage's function.
+        workers: its threads or worker processes.
+        items_in: items handed to the stage (read from the input for the
+            first stage, handed on by the previous stage otherwise).
+        items_out: items it finished and handed on.
+        items_failed: items it reported as failed (exceptions, timeouts,
+            crashed workers), whatever the error policy then did with them.
+        queue_depth: items handed to it and not finished: waiting in its queue
+            or being worked on. After the run, the items it never finished.
+        peak_queue_depth: the highest queue depth seen (sampled every few
+            milliseconds while the run is consumed, and at every snapshot).
+        busy_seconds: the time its workers spent on items. For thread and
+            executor stages, the time lanes spent from taking a batch to
+            handing it on; for process stages, the compute time the workers
+            report (or, for a chunk whose worker died or was killed, the time
+            the lane waited for it). A batch counts once it is done.
+        average_item_seconds: ``busy_seconds`` per finished item (out or
+            failed), or None before any item finished.
+        utilisation: ``busy_seconds / (elapsed * workers)``, from 0 to 1: the
+            share of the run's time its workers were busy.
+    """
+
+    number: int
+    total: int
+    kind: str
+    function: str
+    workers: int
+    items_in: int
+    items_out: int
+    items_failed: int
+    queue_depth: int
+    peak_queue_depth: int
+    busy_seconds: float
+    average_item_seconds: float | None
+    utilisation: float
+
+    @property
+    def name(self) -> str:
+        """How errors and reports name the stage: ``stage 2/3 (process pool, crunch)``."""
+        return f"stage {self.number}/{self.total} ({self.kind}, {self.function})"
+
+
+@dataclass(frozen=True)
+class ChainStats:
+    """A snapshot of a run's statistics: per stage, plus the run as a whole.
+
+    Get one from :attr:`PoolChainRun.stats` (during or after a run) or
+    :attr:`PoolChain.stats` (the chain's most recent run). It is plain,
+    immutable data: reading it costs nothing and takes no lock.
+
+    Attributes:
+        stages: one :class:`StageStats` per stage, in chain order.
+        elapsed: seconds since the run started (until it ended, once it has).
+        items_in: items read from the input.
+        items_out: results handed to the caller.
+        running: True while the run has not been closed.
+    """
+
+    stages: tuple[StageStats, ...]
+    elapsed: float
+    items_in: int
+    items_out: int
+    running: bool
+
+    @property
+    def bottleneck(self) -> StageStats | None:
+        """The stage whose workers were busiest, or None if none has worked yet.
+
+        "Busiest" is the highest busy time per worker, i.e. the highest
+        :attr:`StageStats.utilisation`. In a streaming chain every stage moves
+        at the pace of the slowest one, and the slowest one is the one whose
+        workers have no idle time: giving it more workers (or a faster
+        function) is what speeds the whole chain up, while the other stages
+        wait on it. Raw busy time alone would mislead: a stage with eight
+        workers can do eight times the work of a one-worker stage in the
+        same time. When even the bottleneck's utilisation is low, no stage
+        limits the run: the input, the code consuming the results, or
+        ``max_in_flight`` sets the pace.
+        """
+        busiest: StageStats | None = None
+        for stage in self.stages:
+            if stage.busy_seconds > 0 and (
+                busiest is None or stage.utilisation > busiest.utilisation
+            ):
+                busiest = stage
+        return busiest
+
+    def report(self) -> str:
+        """The statistics as a small text table, ready to print.
+
+        One row per stage (workers, items in / out / failed, current and peak
+        queue depth, busy seconds, average milliseconds per item, utilisation),
+        followed by a line naming the bottleneck. Never blocks.
+        """
+        state = "running" if self.running else "finished"
+        lines = [
+            f"PoolChain run, {state} after {self.elapsed:.2f} s: "
+            f"{self.items_in} items read, {self.items_out} results"
+        ]
+        header = ["stage", "workers", "in", "out", "failed", "queue", "peak"]
+        header += ["busy s", "avg ms", "busy %"]
+        rows = [header]
+        bottleneck = self.bottleneck
+        for stage in self.stages:
+            function = stage.function
+            if len(function) > _NAME_WIDTH:
+                function = function[: _NAME_WIDTH - 3] + "..."
+            average = stage.average_item_seconds
+            rows.append(
+                [
+                    f"{stage.number}/{stage.total} {stage.kind}: {function}",
+                    str(stage.workers),
+                    str(stage.items_in),
+                    str(stage.items_out),
+                    str(stage.items_failed),
+                    str(stage.queue_depth),
+                    str(stage.peak_queue_depth),
+                    f"{stage.busy_seconds:.2f}",
+                    "-" if average is None else _milliseconds(average),
+                    f"{stage.utilisation:.0%}",
+                ]
+            )
+        widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
+        for number, row in enumerate(rows):
+            cells = [row[0].ljust(widths[0])]
+            cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
+            line = "  ".join(cells)
+            if bottleneck is not None and number == bottleneck.number:
+                line += "  <- bottleneck"
+            lines.append(line.rstrip())
+        if bottleneck is None and self.running:
+            lines.append("bottleneck: none yet (no stage has finished a batch)")
+        elif bottleneck is None:
+            lines.append("bottleneck: none (no stage did any work)")
+        elif bottleneck.utilisation >= SATURATED:
+            lines.append(
+                f"bottleneck: {bottleneck.name}, busy {bottleneck.utilisation:.0%} of the "
+                "time; more workers there (or a faster function) would speed the chain up"
+            )
+        else:
+            lines.append(
+                f"bottleneck: {bottleneck.name}, but it was busy only "
+                f"{bottleneck.utilisation:.0%} of the time: the input, the code consuming "
+                "the results or max_in_flight set the pace"
+            )
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.report()
+
+
+def _milliseconds(seconds: float) -> str:
+    """Three significant digits, never in exponent form above a microsecond."""
+    ms = seconds * 1000
+    if ms >= 100:
+        return f"{ms:.0f}"
+    if ms >= 10:
+        return f"{ms:.1f}"
+    if ms >= 1:
+        return f"{ms:.2f}"
+    return f"{ms:.3g}"
+
+
+class _Cell:
+    """One thread's counts for one stage; only that thread writes them."""
+
+    __slots__ = ("busy", "failed", "out")
+
+    def __init__(self) -> None:
+        self.out = 0
+        self.failed = 0
+        self.busy = 0.0
+
+
+class StageMeter:
+    """The counters of one stage of one run (any thread may count)."""
+
+    __slots__ = ("_cells", "_local", "_lock", "stage")
+
+    def __init__(self, stage: StageRuntime) -> None:
+        self.stage = stage
+        self._local = threading.local()
+        self._cells: list[_Cell] = []
+        self._lock = threading.Lock()
+
+    def _cell(self) -> _Cell:
+        try:
+            cell: _Cell = self._local.cell
+        except AttributeError:
+            cell = self._local.cell = _Cell()
+            with self._lock:  # once per thread and stage
+                self._cells.append(cell)
+        return cell
+
+    def count_out(self, items: int) -> None:
+        """*items* finished and were handed on."""
+        self._cell().out += items
+
+    def count_failed(self) -> None:
+        """One item failed."""
+        self._cell().failed += 1
+
+    def add_busy(self, seconds: float) -> None:
+        """A lane (or worker) spent *seconds* on a batch."""
+        self._cell().busy += seconds
+
+    def totals(self) -> tuple[int, int, float]:
+        """(items out, items failed, busy seconds) summed over every thread."""
+        out = failed = 0
+        busy = 0.0
+        for cell in list(self._cells):
+            out += cell.out
+            failed += cell.failed
+            busy += cell.busy
+        return out, failed, busy
+
+
+class RunStats:
+    """The live statistics of one run; turns into a frozen snapshot at close.
+
+    Held by the run's :class:`~._context.RunContext` (so lanes reach it) and by
+    the chain that started the run (for :attr:`PoolChain.stats`); it refers to
+    the stage runtimes only until :meth:`finish`, and never to the iterator.
+    """
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.pulled = 0  # written by the consumer only
+        self.handed_out = 0  # written by the consumer only
+        self._meters: list[StageMeter] = []
+        self._peaks: list[int] = []
+        # Reentrant: a garbage-collected run may be finished (closed) by the
+        # very thread that is taking one of its snapshots.
+        self._lock = threading.RLock()
+        self._next_sample = 0.0
+        self._final: ChainStats | None = None
+
+    def add_stage(self, stage: StageRuntime) -> StageMeter:
+        """Register the next stage (in chain order) and return its meter."""
+        meter = StageMeter(stage)
+        self._meters.append(meter)
+        self._peaks.append(0)
+        return meter
+
+    def count_failure(self, number: int) -> None:
+        """Stage *number* (from 1) reported a failed item (any thread)."""
+        meters = self._meters
+        if 0 < number <= len(meters):
+            meters[number - 1].count_failed()
+
+    def tick(self) -> None:
+        """Sample queue depths if the last sample is a few ms old (consumer)."""
+        now = time.perf_counter()
+        if now >= self._next_sample:
+            self._next_sample = now + SAMPLE_SECONDS
+            with self._lock:
+                self._count(self._meters)
+
+    def snapshot(self) -> ChainStats:
+        """The statistics now (while running) or at the end (once closed)."""
+        final = self._final
+        if final is not None:
+            return final
+        return self._measure(running=True)
+
+    def finish(self) -> None:
+        """Freeze the final snapshot and let go of the stages (idempotent)."""
+        with self._lock:
+            if self._final is None:
+                self._final = self._build(running=False)
+                self._meters = []
+
+    def _count(
+        self, meters: list[StageMeter]
+    ) -> tuple[float, int, int, list[tuple[int, int, int, float, int]]]:
+        """(elapsed, pulled, handed out, per stage (in, out, failed, busy, peak)).
+
+        Updates the peaks; call with the lock held.
+        """
+        elapsed = time.perf_counter() - self.started
+        # Later stages first and the input count last: whatever moves on
+        # meanwhile, an item is never seen leaving a stage before it was seen
+        # entering it, so depths are never negative.
+        totals = [meter.totals() for meter in reversed(meters)]
+        totals.reverse()
+        handed_out = self.handed_out
+        pulled = entered = self.pulled
+        counts: list[tuple[int, int, int, float, int]] = []
+        peaks = self._peaks
+        for position, (out, failed, busy) in enumerate(totals):
+            depth = entered - out - failed
+            if depth > peaks[position]:
+                peaks[position] = depth
+            counts.append((entered, out, failed, busy, peaks[position]))
+            entered = out
+        return elapsed, pulled, handed_out, counts
+
+    def _measure(self, running: bool) -> ChainStats:
+        with self._lock:
+            final = self._final
+            if final is not None:
+                return final
+            return self._build(running)
+
+    def _build(self, running: bool) -> ChainStats:
+        meters = self._meters
+        elapsed, pulled, handed_out, counts = self._count(meters)
+        stages: list[StageStats] = []
+        for number, (meter, (entered, out, failed, busy, peak)) in enumerate(
+            zip(meters, counts, strict=True), 1
+        ):
+            stage = meter.stage
+            workers = stage.workers
+            done = out + failed
+            capacity = elapsed * workers
+            stages.append(
+                StageStats(
+                    number=number,
+                    total=len(meters),
+                    kind=stage.label.kind,
+                    function=stage.label.function,
+                    workers=workers,
+                    items_in=entered,
+                    items_out=out,
+                    items_failed=failed,
+                    queue_depth=max(0, entered - done),
+                    peak_queue_depth=peak,
+                    busy_seconds=busy,
+                    average_item_seconds=busy / done if done else None,
+                    utilisation=min(1.0, busy / capacity) if capacity > 0 else 0.0,
+                )
+            )
+        return ChainStats(
+            stages=tuple(stages),
+            elapsed=elapsed,
+            items_in=pulled,
+            items_out=handed_out,
+            running=running,
+        )
