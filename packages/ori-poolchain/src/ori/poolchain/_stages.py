@@ -23,7 +23,9 @@ from ._chunking import Sizer
 from ._context import Batch, Indices, Message, RunContext
 from ._errors import StageLabel
 
-StageKind = Literal["thread", "process", "executor"]
+# "executor": an Executor class Ori creates per run; "instance": an Executor the
+# user owns; "async": coroutines on an event loop; "dask": a distributed.Client.
+StageKind = Literal["thread", "process", "executor", "instance", "async", "dask"]
 
 
 def default_thread_workers() -> int:
@@ -57,6 +59,9 @@ class StageSpec:
     chunksize: int | None = None
     executor_class: type[concurrent.futures.Executor] | None = None
     mp_context: multiprocessing.context.BaseContext | None = None
+    # What "instance" and "dask" stages submit to (an Executor instance or a
+    # distributed.Client); the user owns it and Ori never shuts it down.
+    backend: Any = None
 
     @property
     def workers(self) -> int:
@@ -78,6 +83,12 @@ class StageSpec:
             return "thread pool"
         if self.kind == "process":
             return "process pool"
+        if self.kind == "async":
+            return "asyncio"
+        if self.kind == "dask":
+            return "dask"
+        if self.kind == "instance":
+            return f"{type(self.backend).__name__} instance"
         assert self.executor_class is not None
         return self.executor_class.__name__
 
