@@ -270,10 +270,10 @@ def test_add_time_validation() -> None:
 
 
 def test_single_threaded_modes_share_one_loop_and_match() -> None:
-    loops: set[int] = set()
+    loops: list[asyncio.AbstractEventLoop] = []  # kept alive: ids stay distinct
 
     async def record_loop(x: int) -> int:
-        loops.add(id(asyncio.get_running_loop()))
+        loops.append(asyncio.get_running_loop())
         await asyncio.sleep(0)
         return x + 1
 
@@ -281,7 +281,10 @@ def test_single_threaded_modes_share_one_loop_and_match() -> None:
     expected = chain.execute_eager(range(20))
     assert chain.execute_eager_single_threaded(range(20)) == expected
     assert list(chain.execute_lazy_single_threaded(range(20))) == expected
-    assert len(loops) >= 2, "each single-threaded execution has its own private loop"
+    per_execution = [{id(loop) for loop in loops[start : start + 20]} for start in (0, 20, 40)]
+    assert [len(ids) for ids in per_execution] == [1, 1, 1], "one loop per execution"
+    assert len(set.union(*per_execution)) == 3, "and a new one for each execution"
+    assert all(loop.is_closed() for loop in loops)
     assert not sw.run_threads()
 
     async def fail_on_three(x: int) -> int:

@@ -44,7 +44,7 @@ from ori.errors.validation import (
 
 from ._chunk_task import ChunkOutcome, run_chunk
 from ._chunking import PROCESS_MAX_CHUNK, PROCESS_TARGET_SECONDS, THREAD_TARGET_SECONDS, Sizer
-from ._context import STOP, Message, RunContext, concat
+from ._context import STOP, Indices, Message, RunContext, concat
 from ._errors import ErrorRecord, StageLabel, short_repr
 from ._stages import StageRuntime, StageSpec, default_thread_workers
 
@@ -108,7 +108,7 @@ class ExecutorBackend(Backend):
 class _Task:
     __slots__ = ("deadline", "future", "indices", "values")
 
-    def __init__(self, indices: list[int], values: list[Any], deadline: float) -> None:
+    def __init__(self, indices: Indices, values: list[Any], deadline: float) -> None:
         self.indices = indices
         self.values = values
         self.deadline = deadline
@@ -117,7 +117,7 @@ class _Task:
 
 # Items waiting to be submitted: (indices, values, alone); "alone" items were
 # in a task that failed as a whole and go one per task to find the guilty one.
-_Pending = collections.deque[tuple[list[int], list[Any], bool]]
+_Pending = collections.deque[tuple[Indices, list[Any], bool]]
 
 
 class FutureStage(StageRuntime):
@@ -188,7 +188,7 @@ class FutureStage(StageRuntime):
                     self._finish(task, pending)
             elif type(message) is tuple:
                 indices, values = message
-                pending.append((list(indices), values, False))
+                pending.append((indices, values, False))
             if timeout is not None and in_flight:
                 self._expire(in_flight, timeout)
             while pending and len(in_flight) < self.window and not ctx.stopping:
@@ -206,7 +206,7 @@ class FutureStage(StageRuntime):
                 # task is already done): it only hands the number back.
                 task.future.add_done_callback(functools.partial(_done, put, cast(Message, number)))
 
-    def _next_chunk(self, pending: _Pending) -> tuple[list[int], list[Any]]:
+    def _next_chunk(self, pending: _Pending) -> tuple[Indices, list[Any]]:
         """Up to ``sizer.size`` items from the front of *pending*, across batches."""
         size = self.sizer.size
         indices, values, alone = pending.popleft()
@@ -214,7 +214,7 @@ class FutureStage(StageRuntime):
             return indices, values
         while len(indices) < size and pending and not pending[0][2]:
             more_indices, more_values, _ = pending.popleft()
-            indices = cast(list[int], concat(indices, more_indices))
+            indices = concat(indices, more_indices)
             values = values + more_values
         if len(indices) > size:
             pending.appendleft((indices[size:], values[size:], False))
