@@ -290,3 +290,16 @@ def test_ctrl_c_stops_a_dask_chain(tmp_path: Path) -> None:
             child.wait()
     assert child.returncode == 0, err
     assert "INTERRUPTED [] 0" in out, out + err
+    # The dask worker processes were in the child's process group: all gone.
+    deadline = time.monotonic() + 10
+    while group_alive(child.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not group_alive(child.pid)
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
