@@ -167,6 +167,7 @@ class FutureStage(StageRuntime):
         pending: _Pending,
     ) -> None:
         get = self.in_queue.get
+        get_nowait = self.in_queue.get_nowait
         ctx = self.ctx
         timeout = self.spec.timeout
         numbers = itertools.count()
@@ -180,15 +181,22 @@ class FutureStage(StageRuntime):
                 message = get(timeout=wait) if wait is not None else get()
             except queue.Empty:
                 message = _NOTHING
-            if message is STOP or ctx.stopping:
-                return
-            if type(message) is int:  # a task's number, from its done callback
-                task = in_flight.pop(message, None)
-                if task is not None:  # else it timed out earlier
-                    self._finish(task, pending)
-            elif type(message) is tuple:
-                indices, values = message
-                pending.append((indices, values, False))
+            # Take everything already queued before submitting, so that small
+            # batches from upstream fill whole chunks.
+            while message is not _NOTHING:
+                if message is STOP or ctx.stopping:
+                    return
+                if type(message) is int:  # a task's number, from its done callback
+                    task = in_flight.pop(message, None)
+                    if task is not None:  # else it timed out earlier
+                        self._finish(task, pending)
+                elif type(message) is tuple:
+                    indices, values = message
+                    pending.append((indices, values, False))
+                try:
+                    message = get_nowait()
+                except queue.Empty:
+                    message = _NOTHING
             if timeout is not None and in_flight:
                 self._expire(in_flight, timeout)
             while pending and len(in_flight) < self.window and not ctx.stopping:

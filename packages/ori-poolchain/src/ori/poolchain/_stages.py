@@ -49,7 +49,10 @@ class StageSpec:
 
     ``kind`` is ``"thread"`` and ``"process"`` for Ori's own lanes and
     ``"executor"`` for any other :class:`concurrent.futures.Executor` subclass,
-    which runs through its own ``submit``. ``chunksize=None`` means automatic.
+    which runs through its own ``submit``; ``"async"`` (``max_workers`` holds
+    ``max_concurrency``), ``"instance"`` and ``"dask"`` (``backend`` holds the
+    user's executor or client) are the stages of issue 4. ``chunksize=None``
+    means automatic.
     """
 
     function: Callable[[Any], Any]
