@@ -1,13 +1,18 @@
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
+import functools
 import math
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from ori.errors import OriNoInteractiveProcessPools, OriValidationError
 from ori.errors.validation import (
+    check_async_function,
     check_callable,
+    check_executor,
     check_executor_class,
     check_positive_int,
     check_positive_number,
@@ -105,3 +110,72 @@ def test_describe_is_short() -> None:
     text = describe("x" * 1000)
     assert len(text) < 100
     assert "type str" in text
+
+
+def test_executor_accepts_instances() -> None:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        assert check_executor(pool) is pool
+
+
+def test_executor_refuses_class_with_hint() -> None:
+    with pytest.raises(OriValidationError, match=r"got the class ThreadPoolExecutor; create"):
+        check_executor(concurrent.futures.ThreadPoolExecutor)
+
+
+@pytest.mark.parametrize("value", [None, 3, "pool", object()])
+def test_executor_refuses_other_values(value: object) -> None:
+    with pytest.raises(OriValidationError, match=r"executor must be a concurrent\.futures"):
+        check_executor(value)
+
+
+async def fetch(x: int) -> int:
+    await asyncio.sleep(0)
+    return x
+
+
+class AsyncCallable:
+    async def __call__(self, x: int) -> int:
+        return x
+
+    async def method(self, x: int) -> int:
+        return x
+
+
+class SyncCallable:
+    def __call__(self, x: int) -> int:
+        return x
+
+
+def test_async_function_accepts_coroutine_functions_in_every_wrapping() -> None:
+    obj = AsyncCallable()
+    for func in (fetch, functools.partial(fetch), obj, obj.method, functools.partial(obj)):
+        assert check_async_function(func) is func
+
+
+def test_async_function_accepts_lambdas() -> None:
+    func = lambda x: fetch(x)  # noqa: E731 - a lambda is the point
+    assert check_async_function(func) is func
+
+
+def test_async_function_refuses_plain_functions_with_the_fix() -> None:
+    for func in (module_level, functools.partial(module_level), SyncCallable()):
+        with pytest.raises(OriValidationError, match="define it with 'async def'"):
+            check_async_function(func, "async_function")
+
+
+def test_async_function_refuses_generators_builtins_and_classes() -> None:
+    def gen() -> Iterator[int]:
+        yield 1
+
+    async def agen() -> AsyncIterator[int]:
+        yield 1
+
+    with pytest.raises(OriValidationError, match="a generator function"):
+        check_async_function(gen)
+    with pytest.raises(OriValidationError, match="async generator function"):
+        check_async_function(agen)
+    for func in (len, str):
+        with pytest.raises(OriValidationError, match="builtin or a class"):
+            check_async_function(func)
+    with pytest.raises(OriValidationError, match="must be a callable"):
+        check_async_function(3)  # type: ignore[arg-type]

@@ -13,6 +13,8 @@ deliberately small: a type or value check each, nothing more.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
+import inspect
 import multiprocessing
 import sys
 from collections.abc import Callable
@@ -21,7 +23,9 @@ from typing import Any, TypeVar
 from . import OriNoInteractiveProcessPools, OriValidationError
 
 __all__ = (
+    "check_async_function",
     "check_callable",
+    "check_executor",
     "check_executor_class",
     "check_positive_int",
     "check_positive_number",
@@ -158,6 +162,108 @@ def check_executor_class(
             f"ThreadPoolExecutor or ProcessPoolExecutor, got {describe(value)}"
         )
     return value
+
+
+def check_executor(value: object, name: str = "executor") -> concurrent.futures.Executor:
+    """Accept *value* only if it is a :class:`concurrent.futures.Executor` instance.
+
+    Args:
+        value: the object to check.
+        name: the argument name used in the error message.
+
+    Returns:
+        *value* itself, typed as an Executor.
+
+    Raises:
+        OriValidationError: *value* is an Executor *class* (the message shows
+            how to create an instance), or anything else that is not an
+            instance of :class:`concurrent.futures.Executor`.
+    """
+    if isinstance(value, type) and issubclass(value, concurrent.futures.Executor):
+        raise OriValidationError(
+            f"{name} must be an Executor instance, got the class {value.__name__}; "
+            f"create one first, e.g. {name}={value.__name__}(max_workers=4)"
+        )
+    if not isinstance(value, concurrent.futures.Executor):
+        raise OriValidationError(
+            f"{name} must be a concurrent.futures.Executor instance such as "
+            f"ThreadPoolExecutor(max_workers=4), got {describe(value)}"
+        )
+    return value
+
+
+def _unwrap_callable(func: object) -> object:
+    """The function that actually runs when *func* is called, where it can be found."""
+    for _ in range(100):  # partials of partials, bound methods of partials...
+        if isinstance(func, functools.partial):
+            func = func.func
+        elif inspect.ismethod(func):
+            func = func.__func__
+        else:
+            break
+    if (
+        not inspect.isfunction(func)
+        and not inspect.isbuiltin(func)
+        and not isinstance(func, type)
+        and callable(func)
+    ):
+        call = type(func).__call__
+        if inspect.isfunction(call):
+            return call
+    return func
+
+
+def check_async_function(func: _C, name: str = "func") -> _C:
+    """Accept *func* only if calling it gives something to ``await``.
+
+    Accepted: functions defined with ``async def`` (also as bound methods,
+    through :func:`functools.partial`, or as the ``__call__`` of an object) and
+    lambdas, which cannot be ``async`` themselves and so are taken to return an
+    awaitable (``lambda url: fetch(session, url)``); whoever calls a lambda
+    should still check what it returns. Anything else that is recognisably
+    synchronous (a plain ``def`` function, a generator or async generator
+    function, a builtin, a class, an object with a plain ``__call__``) is
+    refused. Other callables (e.g. compiled extensions) cannot be inspected
+    and are accepted.
+
+    Args:
+        func: the object to check.
+        name: the argument name used in the error message.
+
+    Returns:
+        *func* itself, unchanged.
+
+    Raises:
+        OriValidationError: *func* is not callable, or is a synchronous
+            function, a generator or async generator function, a builtin or a
+            class.
+    """
+    check_callable(func, name)
+    target = _unwrap_callable(func)
+    if inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(func):
+        return func
+    label = getattr(target, "__qualname__", None) or describe(func)
+    if inspect.isasyncgenfunction(target):
+        raise OriValidationError(
+            f"{name} {label!r} is an async generator function (it uses 'yield'), which "
+            "gives many values instead of one; pass an 'async def' function that "
+            "returns its result"
+        )
+    if inspect.isfunction(target) and target.__name__ == "<lambda>":
+        return func
+    if inspect.isgeneratorfunction(target):
+        kind = "a generator function"
+    elif inspect.isfunction(target):
+        kind = "a plain (not async) function"
+    elif inspect.isbuiltin(target) or isinstance(target, type):
+        kind = "a builtin or a class, not an async function"
+    else:
+        return func  # cannot be inspected: trust it, callers check what it returns
+    raise OriValidationError(
+        f"{name} must be an async function (defined with 'async def'), got {label!r}, "
+        f"{kind}; define it with 'async def', wrap a function that returns an "
+        "awaitable in a lambda, or run blocking functions in a thread pool instead"
+    )
 
 
 def _is_interactive_main(module_name: str) -> bool:

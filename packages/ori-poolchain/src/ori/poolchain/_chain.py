@@ -11,7 +11,7 @@ import concurrent.futures
 import multiprocessing
 import multiprocessing.context
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import IO, Any
 
 from ori.errors import OriValidationError
@@ -24,6 +24,9 @@ from ori.errors.validation import (
     describe,
 )
 
+from ._async_stage import DEFAULT_MAX_CONCURRENCY, async_spec
+from ._dask_stage import dask_spec
+from ._future_stage import instance_spec
 from ._progress import progress_setup
 from ._run import PoolChainRun, start_run
 from ._sequential import run_sequentially
@@ -85,13 +88,14 @@ class PoolChain:
         self,
         function: Callable[[Any], Any],
         *,
-        executor_class: type[concurrent.futures.Executor],
+        executor_class: type[concurrent.futures.Executor] | None = None,
         max_workers: int | None = None,
         timeout: float | None = None,
         chunksize: int | None = None,
         mp_context: multiprocessing.context.BaseContext | None = None,
+        executor: concurrent.futures.Executor | None = None,
     ) -> PoolChain:
-        """Append a stage that runs *function* on every item, on *executor_class*.
+        """Append a stage that runs *function* on every item, on *executor_class* or *executor*.
 
         ``ThreadPoolExecutor`` and ``ProcessPoolExecutor`` themselves select Ori's
         own thread and process stages (what :meth:`add_threadpool` and
@@ -101,6 +105,12 @@ class PoolChain:
         (or ``executor_class()`` when *max_workers* is None), fed through its
         ``submit`` with at most one item in flight per worker, and shut down when
         the execution ends.
+
+        Pass *executor* instead of *executor_class* to run the stage on an
+        executor you own (exactly one of the two): Ori submits at most two tasks
+        per worker it may use (one with a timeout), sends fast items in chunks
+        (*chunksize*, automatic by default), cancels its tasks that have not
+        started when the execution ends and never shuts the executor down.
 
         Does not block; call it from the thread that builds the chain.
 
@@ -113,23 +123,33 @@ class PoolChain:
                 (the class, not an instance).
             max_workers: threads or processes of this stage. ``None``: for
                 threads what ``ThreadPoolExecutor`` would use
-                (``min(32, CPUs + 4)``), for processes one per usable CPU.
+                (``min(32, CPUs + 4)``), for processes one per usable CPU. With
+                *executor*: how many of its workers this stage may keep busy
+                (``None``: all of them).
             timeout: seconds one item may run in this stage (int or float > 0);
                 an item that runs longer fails with
-                :class:`~ori.errors.OriTimeoutError`. ``None``: no limit.
-            chunksize: items sent to a worker process at a time. ``None`` (the
-                default) sizes chunks automatically from measured run times;
-                ``1`` sends items one by one. Only process stages use it.
+                :class:`~ori.errors.OriTimeoutError`. ``None``: no limit. With
+                *executor* it counts from the moment the item is submitted.
+            chunksize: items sent to a worker process (or, with *executor*, in
+                one task) at a time. ``None`` (the default) sizes chunks
+                automatically from measured run times; ``1`` sends items one by
+                one. Process stages and *executor* use it; with *executor* it
+                cannot exceed 1 when a *timeout* is set.
             mp_context: a :mod:`multiprocessing` context choosing the start
                 method of a process stage (``multiprocessing.get_context("spawn")``);
                 ``None`` uses the interpreter's default.
+            executor: a :class:`concurrent.futures.Executor` instance you own
+                and shut down yourself; Ori never shuts it down.
 
         Returns:
             This chain, for chaining calls.
 
         Raises:
-            OriValidationError: *function* is not callable; *executor_class* is
-                an instance or not an Executor subclass; *max_workers*,
+            OriValidationError: *function* is not callable; both or neither of
+                *executor_class* and *executor* are given; *executor_class* is
+                an instance or not an Executor subclass; *executor* is a class,
+                a dask client (use :meth:`add_dask`) or not an Executor;
+                *max_workers*,
                 *timeout* or *chunksize* is not a positive number of the right
                 type; *mp_context* is not a multiprocessing context or is given
                 for a stage that is not a process stage; a process stage was
@@ -138,6 +158,24 @@ class PoolChain:
                 defined in an interactive session or ``python -c`` and its
                 workers are not forked, so they could not import it.
         """
+        if executor is not None or executor_class is None:
+            if executor_class is not None or executor is None:
+                raise OriValidationError(
+                    "add() needs exactly one of executor_class= (a subclass of "
+                    "concurrent.futures.Executor such as ThreadPoolExecutor, which Ori creates "
+                    "and shuts down per execution) and executor= (an Executor instance you "
+                    f"own), got {'both' if executor is not None else 'neither'}"
+                )
+            if mp_context is not None:
+                raise OriValidationError(
+                    "mp_context does not apply to executor=: your executor already has "
+                    "its start method; leave it None"
+                )
+            spec = instance_spec(
+                function, executor, max_workers=max_workers, timeout=timeout, chunksize=chunksize
+            )
+            self._specs.append(spec)
+            return self
         check_callable(function, "function")
         cls = check_executor_class(executor_class)
         if cls is concurrent.futures.ThreadPoolExecutor:
@@ -266,6 +304,123 @@ class PoolChain:
             chunksize=chunksize,
             mp_context=mp_context,
         )
+
+    def add_asyncpool(
+        self,
+        async_function: Callable[[Any], Awaitable[Any]],
+        *,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        timeout: float | None = None,
+    ) -> PoolChain:
+        """Append a stage that awaits *async_function* on every item, on one event loop.
+
+        Suits I/O with an asyncio library (HTTP clients, databases): thousands
+        of items can wait at once, for one thread. Each execution starts an
+        event loop in a background thread of its own; at most
+        *max_concurrency* coroutines run at a time, and results move on as
+        each finishes. The loop is private to the execution: create loop-bound
+        objects (client sessions) inside the coroutine or lazily on the
+        first call, not before executing. Blocking calls inside the coroutine
+        stall every item of the stage; use :meth:`add_threadpool` for those.
+
+        An item that runs past *timeout* has its coroutine cancelled and fails
+        with :class:`~ori.errors.OriTimeoutError` at once (a coroutine that
+        ignores cancellation goes on in the background until the execution
+        ends). When the execution ends (end of input, error, ``break``,
+        ``close()``, Ctrl-C in the consumer), every running coroutine is
+        cancelled, the loop is closed and its thread exits within a few
+        seconds. The single-threaded execute methods run each call to its end
+        on a private loop in the calling thread.
+
+        Does not block; call it from the thread that builds the chain.
+
+        Args:
+            async_function: an ``async def`` function (or a bound method,
+                :func:`functools.partial` or object with an ``async def
+                __call__``), called with one item; what it returns goes to the
+                next stage. A lambda that returns an awaitable is accepted too
+                (``lambda url: fetch(session, url)``).
+            max_concurrency: most items awaited at once (an int >= 1;
+                default 100).
+            timeout: seconds one item may take (int or float > 0), or
+                ``None`` for no limit.
+
+        Returns:
+            This chain, for chaining calls.
+
+        Raises:
+            OriValidationError: *async_function* is not callable or is a plain
+                (not async) function, a generator or async generator function,
+                a builtin or a class; *max_concurrency* or *timeout* is not a
+                positive number of the right type. At run time, an item whose
+                call returns something that cannot be awaited fails with it.
+        """
+        spec = async_spec(async_function, max_concurrency=max_concurrency, timeout=timeout)
+        self._specs.append(spec)
+        return self
+
+    def add_dask(
+        self,
+        function: Callable[[Any], Any],
+        *,
+        client: Any,
+        max_workers: int | None = None,
+        timeout: float | None = None,
+        chunksize: int | None = None,
+    ) -> PoolChain:
+        """Append a stage that runs *function* on a dask cluster through *client*.
+
+        Needs the ``dask`` extra: ``pip install 'ori-poolchain[dask]'``. Items
+        (or chunks of fast items) become tasks submitted with
+        ``client.submit`` while the stage has fewer than two per worker thread
+        it may use in flight, so an endless input streams through the cluster
+        with bounded memory (``Client.map`` would want the whole input at once).
+        The function and items travel with cloudpickle, so lambdas and
+        closures work; the workers need the libraries the function uses, and
+        ``ori-poolchain`` itself. A failing item raises its own exception with
+        the worker's traceback and a note naming stage and item, like any
+        stage. When the execution ends (including ``break``, errors and
+        Ctrl-C) the stage cancels every task it still has, so none is left on
+        the cluster; a task already running on a worker cannot be interrupted
+        by dask, it finishes there and its result is dropped. The client and
+        cluster are yours: Ori never closes them. The single-threaded execute
+        methods call *function* locally.
+
+        Does not block; call it from the thread that builds the chain.
+
+        Args:
+            function: called with one item on a dask worker; what it returns
+                goes to the next stage.
+            client: a connected, synchronous ``distributed.Client``.
+            max_workers: how many of the cluster's worker threads this stage
+                may keep busy; ``None``: all of those the cluster has when
+                the execution starts (pass a number for clusters that scale
+                up later).
+            timeout: seconds one item may take from its submission
+                (int or float > 0); the task is then cancelled and the item
+                fails with :class:`~ori.errors.OriTimeoutError`. With a
+                timeout each task holds one item and the stage keeps one task
+                per worker thread in flight.
+            chunksize: items per task; ``None`` (the default) sizes chunks
+                automatically (about 0.1 s of work per task); ``1`` sends items
+                one by one. Cannot exceed 1 when *timeout* is set.
+
+        Returns:
+            This chain, for chaining calls.
+
+        Raises:
+            OriValidationError: dask.distributed is not installed (the
+                message says how to install it); *function* is not callable;
+                *client* is not a ``distributed.Client`` or is asynchronous;
+                *max_workers*, *timeout* or *chunksize* is not a positive
+                number of the right type; *chunksize* > 1 with a *timeout*.
+                At execution, a closed client.
+        """
+        spec = dask_spec(
+            function, client, max_workers=max_workers, timeout=timeout, chunksize=chunksize
+        )
+        self._specs.append(spec)
+        return self
 
     # -- executing --------------------------------------------------------------
 

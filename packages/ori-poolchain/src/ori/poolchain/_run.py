@@ -34,9 +34,11 @@ from typing import Any
 
 from ori.errors import OriError
 
+from ._async_stage import AsyncStage
 from ._context import RUN_FAILURE, Batch, RunContext
 from ._errors import ErrorRecord, exception_for
 from ._executor_stage import ExecutorStage
+from ._future_stage import FutureStage
 from ._process_stage import ProcessStage
 from ._progress import ProgressDisplay, ProgressSetup
 from ._stages import StageRuntime, StageSpec
@@ -54,6 +56,10 @@ def _build(spec: StageSpec, number: int, total: int, ctx: RunContext) -> StageRu
         return ThreadStage(spec, label, ctx)
     if spec.kind == "process":
         return ProcessStage(spec, label, ctx)
+    if spec.kind == "async":
+        return AsyncStage(spec, label, ctx)
+    if spec.kind in ("instance", "dask"):
+        return FutureStage(spec, label, ctx)
     return ExecutorStage(spec, label, ctx)
 
 

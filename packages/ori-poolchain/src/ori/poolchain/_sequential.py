@@ -8,17 +8,31 @@ Timeouts are not enforced here: there is no second thread to watch the clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from ._async_stage import LoopCaller
 from ._errors import ErrorRecord, exception_for, short_repr
 from ._stages import StageSpec
 
 
 def run_sequentially(specs: Sequence[StageSpec], source: Iterator[Any]) -> Iterator[Any]:
     """Yield each input item after it went through every stage function in turn."""
+    # asyncio stages: each call runs to completion on one private event loop.
+    loops = [LoopCaller(spec.function) if spec.kind == "async" else None for spec in specs]
+    try:
+        functions = [loop or spec.function for loop, spec in zip(loops, specs, strict=True)]
+        yield from _run(specs, functions, source)
+    finally:
+        for loop in loops:
+            if loop is not None:
+                loop.close()
+
+
+def _run(
+    specs: Sequence[StageSpec], functions: list[Callable[[Any], Any]], source: Iterator[Any]
+) -> Iterator[Any]:
     total = len(specs)
-    functions = [spec.function for spec in specs]
     for index, item in enumerate(source):
         value = item
         for number, function in enumerate(functions, 1):

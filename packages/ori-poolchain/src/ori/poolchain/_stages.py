@@ -24,7 +24,9 @@ from ._context import Batch, Indices, Message, RunContext
 from ._errors import StageLabel
 from ._stats import StageMeter
 
-StageKind = Literal["thread", "process", "executor"]
+# "executor": an Executor class Ori creates per run; "instance": an Executor the
+# user owns; "async": coroutines on an event loop; "dask": a distributed.Client.
+StageKind = Literal["thread", "process", "executor", "instance", "async", "dask"]
 
 
 def default_thread_workers() -> int:
@@ -48,7 +50,10 @@ class StageSpec:
 
     ``kind`` is ``"thread"`` and ``"process"`` for Ori's own lanes and
     ``"executor"`` for any other :class:`concurrent.futures.Executor` subclass,
-    which runs through its own ``submit``. ``chunksize=None`` means automatic.
+    which runs through its own ``submit``; ``"async"`` (``max_workers`` holds
+    ``max_concurrency``), ``"instance"`` and ``"dask"`` (``backend`` holds the
+    user's executor or client) are the stages of issue 4. ``chunksize=None``
+    means automatic.
     """
 
     function: Callable[[Any], Any]
@@ -58,6 +63,9 @@ class StageSpec:
     chunksize: int | None = None
     executor_class: type[concurrent.futures.Executor] | None = None
     mp_context: multiprocessing.context.BaseContext | None = None
+    # What "instance" and "dask" stages submit to (an Executor instance or a
+    # distributed.Client); the user owns it and Ori never shuts it down.
+    backend: Any = None
 
     @property
     def workers(self) -> int:
@@ -79,6 +87,12 @@ class StageSpec:
             return "thread pool"
         if self.kind == "process":
             return "process pool"
+        if self.kind == "async":
+            return "asyncio"
+        if self.kind == "dask":
+            return "dask"
+        if self.kind == "instance":
+            return f"{type(self.backend).__name__} instance"
         assert self.executor_class is not None
         return self.executor_class.__name__
 

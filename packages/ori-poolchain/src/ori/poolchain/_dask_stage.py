@@ -1,0 +1,122 @@
+"""Dask stages: the tasks of a :class:`~._future_stage.FutureStage` on a dask cluster.
+
+Data flow: the stage's dispatcher thread calls ``client.submit(run_chunk,
+function, chunk, pure=False)`` while fewer than ``window`` tasks are in flight
+(``Client.map`` cannot do that: it refuses iterators and submits everything at
+once); dask calls the done callback from its own callback thread; the
+dispatcher fetches the outcome with ``future.result()``. On close the
+dispatcher cancels every task it still has (``client.cancel``, one round trip
+to the scheduler), so the cluster forgets them; a task a worker has already
+started cannot be interrupted by dask, it runs to its end and its result is
+dropped.
+
+dask is an optional dependency (``pip install 'ori-poolchain[dask]'``): it is
+imported only when a dask stage is added, and the client is used through its
+public methods only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any, cast
+
+from ori.errors import OriValidationError
+from ori.errors.validation import (
+    check_callable,
+    check_positive_int,
+    check_positive_number,
+    describe,
+)
+
+from ._chunk_task import ChunkOutcome, run_chunk
+from ._future_stage import Backend, check_chunks_and_timeout
+from ._stages import StageSpec
+
+DASK_TARGET_SECONDS = 0.1  # a dask task costs about a millisecond of scheduling
+INSTALL_HINT = "pip install 'ori-poolchain[dask]'"
+
+
+def import_distributed() -> Any:
+    """The ``distributed`` module, or an error telling how to install it."""
+    try:
+        import distributed
+    except ImportError as exc:
+        raise OriValidationError(
+            "add_dask needs dask.distributed, which is not installed in this "
+            f"environment; install it with: {INSTALL_HINT}"
+        ) from exc
+    return distributed
+
+
+class DaskBackend(Backend):
+    """A ``distributed.Client`` the user owns."""
+
+    portable = True
+    target_seconds = DASK_TARGET_SECONDS
+    abandon_note = (
+        "its cluster task was cancelled (a call that has already started on a dask "
+        "worker cannot be interrupted: the worker finishes it and drops the result)"
+    )
+
+    def __init__(self, client: Any) -> None:
+        status = getattr(client, "status", "running")
+        if status in ("closing", "closed"):
+            raise OriValidationError(
+                f"the dask client of this stage is {status}; keep the Client open while "
+                "the chain runs (e.g. execute inside 'with Client(...) as client:')"
+            )
+        self._client = client
+
+    def workers(self) -> int:
+        threads: dict[str, int] = self._client.nthreads()  # {worker address: threads}
+        return max(1, sum(threads.values()))
+
+    def submit(self, function: Callable[[Any], Any], values: list[Any]) -> Any:
+        name = re.sub(r"[^A-Za-z0-9_]+", "_", getattr(function, "__name__", "function"))
+        key = f"ori-{name}-{uuid.uuid4().hex}"
+        return self._client.submit(run_chunk, function, values, True, key=key, pure=False)
+
+    def outcome(self, future: Any) -> ChunkOutcome:
+        return cast(ChunkOutcome, future.result())
+
+    def cancel(self, futures: list[Any]) -> None:
+        with contextlib.suppress(Exception):  # the client may already be closed
+            self._client.cancel(futures)
+
+
+def dask_spec(
+    function: Callable[[Any], Any],
+    client: object,
+    *,
+    max_workers: int | None,
+    timeout: float | None,
+    chunksize: int | None,
+) -> StageSpec:
+    """Validate ``add_dask(...)`` and describe the stage."""
+    check_callable(function, "function")
+    distributed = import_distributed()
+    if not isinstance(client, distributed.Client):
+        raise OriValidationError(
+            "client must be a distributed.Client connected to your cluster, such as "
+            f"Client(LocalCluster()) or Client('tcp://scheduler:8786'), got {describe(client)}"
+        )
+    if client.asynchronous:
+        raise OriValidationError(
+            "client is an asynchronous dask Client (asynchronous=True), which Ori cannot "
+            "drive from its own threads; pass a regular Client"
+        )
+    workers = check_positive_int(max_workers, "max_workers")
+    seconds = check_positive_number(timeout, "timeout")
+    chunk = check_positive_int(chunksize, "chunksize")
+    check_chunks_and_timeout(chunk, seconds, "add_dask")
+    return StageSpec(
+        function=function,
+        kind="dask",
+        max_workers=workers,
+        timeout=seconds,
+        chunksize=chunk,
+        backend=client,
+    )

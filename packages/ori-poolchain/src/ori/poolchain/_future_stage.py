@@ -1,0 +1,361 @@
+"""Stages that submit to something the user owns: an Executor instance, a dask cluster.
+
+Data flow (one dispatcher thread per stage, however many tasks are in flight)::
+
+    in_queue --batches--> pending items --chunks of sizer.size-->
+        backend.submit(run_chunk, function, chunk) --> future
+    future done --(done callback, any thread)--> in_queue: the task's number
+        --> dispatcher: results to the outlet, failures to the consumer
+
+The dispatcher keeps at most ``window`` tasks submitted (twice the workers the
+stage may use, so each has one running and one waiting; once with a timeout,
+so that a task's time since submission is its run time). ``Executor.map`` and
+``Client.map`` would instead submit the whole input at once. The stage never
+shuts its backend down: on close it cancels the tasks it submitted (a task that
+already started on a ``concurrent.futures`` executor cannot be stopped and
+finishes in the background; its result is dropped) and leaves.
+
+A task that fails as a whole (the executor is broken, a value cannot be
+pickled, a dask worker died) fails its item when it held one; a chunk is split
+and its items sent again one by one, so that only the guilty item fails.
+"""
+
+from __future__ import annotations
+
+import abc
+import collections
+import concurrent.futures
+import functools
+import itertools
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, cast
+
+from ori.errors import OriTimeoutError, OriValidationError
+from ori.errors.validation import (
+    check_callable,
+    check_executor,
+    check_positive_int,
+    check_positive_number,
+    check_process_function,
+)
+
+from ._chunk_task import ChunkOutcome, run_chunk
+from ._chunking import PROCESS_MAX_CHUNK, PROCESS_TARGET_SECONDS, THREAD_TARGET_SECONDS, Sizer
+from ._context import STOP, Indices, Message, RunContext, concat
+from ._errors import ErrorRecord, StageLabel, short_repr
+from ._stages import StageRuntime, StageSpec, default_thread_workers
+
+
+class Backend(abc.ABC):
+    """What a :class:`FutureStage` submits its tasks to."""
+
+    #: items are pickled on their way (exceptions must survive a round trip)
+    portable: bool = True
+    #: seconds of work per task the automatic chunk size aims at
+    target_seconds: float = PROCESS_TARGET_SECONDS
+    #: how the timeout message says what happened to an overdue task
+    abandon_note: str = ""
+
+    @abc.abstractmethod
+    def workers(self) -> int:
+        """Workers (threads or processes) that could run this stage's tasks."""
+
+    @abc.abstractmethod
+    def submit(self, function: Callable[[Any], Any], values: list[Any]) -> Any:
+        """Submit ``run_chunk(function, values, portable)``; return its future."""
+
+    @abc.abstractmethod
+    def outcome(self, future: Any) -> ChunkOutcome:
+        """The finished task's outcome; raises what made the task itself fail."""
+
+    @abc.abstractmethod
+    def cancel(self, futures: list[Any]) -> None:
+        """Cancel *futures* (never raises, may block briefly)."""
+
+
+class ExecutorBackend(Backend):
+    """A :class:`concurrent.futures.Executor` instance the user owns."""
+
+    abandon_note = (
+        "its task was cancelled if it had not started; a call that has started cannot "
+        "be stopped, so it finishes in the background and its result is discarded"
+    )
+
+    def __init__(self, executor: concurrent.futures.Executor) -> None:
+        self._executor = executor
+        in_process = isinstance(executor, concurrent.futures.ThreadPoolExecutor)
+        self.portable = not in_process
+        self.target_seconds = THREAD_TARGET_SECONDS if in_process else PROCESS_TARGET_SECONDS
+
+    def workers(self) -> int:
+        count = getattr(self._executor, "_max_workers", None)
+        return count if isinstance(count, int) and count > 0 else default_thread_workers()
+
+    def submit(self, function: Callable[[Any], Any], values: list[Any]) -> Any:
+        return self._executor.submit(run_chunk, function, values, self.portable)
+
+    def outcome(self, future: Any) -> ChunkOutcome:
+        return cast(ChunkOutcome, future.result())
+
+    def cancel(self, futures: list[Any]) -> None:
+        for future in futures:
+            future.cancel()
+
+
+class _Task:
+    __slots__ = ("deadline", "future", "indices", "values")
+
+    def __init__(self, indices: Indices, values: list[Any], deadline: float) -> None:
+        self.indices = indices
+        self.values = values
+        self.deadline = deadline
+        self.future: Any = None
+
+
+# Items waiting to be submitted: (indices, values, alone); "alone" items were
+# in a task that failed as a whole and go one per task to find the guilty one.
+_Pending = collections.deque[tuple[Indices, list[Any], bool]]
+
+
+class FutureStage(StageRuntime):
+    """A stage whose tasks run on a backend the user owns, through futures."""
+
+    def __init__(self, spec: StageSpec, label: StageLabel, ctx: RunContext) -> None:
+        super().__init__(spec, label, ctx)
+        self.backend = backend_for(spec)
+        self.workers = spec.max_workers or self.backend.workers()
+        timed = spec.timeout is not None
+        self.window = self.workers if timed else 2 * self.workers
+        self.sizer = Sizer(
+            1 if timed else spec.chunksize,
+            target_seconds=self.backend.target_seconds,
+            maximum=PROCESS_MAX_CHUNK,
+        )
+        self._thread: threading.Thread | None = None
+
+    def lane_count(self) -> int:
+        return 1 if self._thread is not None else 0
+
+    def start_threads(self) -> None:
+        self._thread = threading.Thread(
+            target=self._main,
+            name=f"{self.ctx.name}-stage{self.label.number}-{self.spec.kind}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def _main(self) -> None:
+        ctx = self.ctx
+        in_flight: dict[int, _Task] = {}  # task number -> task, in submission order
+        pending: _Pending = collections.deque()
+        try:
+            self._dispatch(in_flight, pending)
+        except BaseException as exc:  # an Ori bug: fail the run rather than hang it
+            ctx.fail(self.label, exc)
+        finally:
+            if in_flight:
+                self.backend.cancel([task.future for task in in_flight.values()])
+            in_flight.clear()
+            pending.clear()
+
+    def _dispatch(
+        self,
+        in_flight: dict[int, _Task],
+        pending: _Pending,
+    ) -> None:
+        get = self.in_queue.get
+        get_nowait = self.in_queue.get_nowait
+        ctx = self.ctx
+        timeout = self.spec.timeout
+        numbers = itertools.count()
+        while True:
+            wait: float | None = None
+            if timeout is not None and in_flight:
+                first = next(iter(in_flight.values()))
+                wait = max(0.0, first.deadline - time.monotonic())
+            message: Any
+            try:
+                message = get(timeout=wait) if wait is not None else get()
+            except queue.Empty:
+                message = _NOTHING
+            # Take everything already queued before submitting, so that small
+            # batches from upstream fill whole chunks.
+            while message is not _NOTHING:
+                if message is STOP or ctx.stopping:
+                    return
+                if type(message) is int:  # a task's number, from its done callback
+                    task = in_flight.pop(message, None)
+                    if task is not None:  # else it timed out earlier
+                        self._finish(task, pending)
+                elif type(message) is tuple:
+                    indices, values = message
+                    pending.append((indices, values, False))
+                try:
+                    message = get_nowait()
+                except queue.Empty:
+                    message = _NOTHING
+            if timeout is not None and in_flight:
+                self._expire(in_flight, timeout)
+            while pending and len(in_flight) < self.window and not ctx.stopping:
+                number = next(numbers)
+                indices, values = self._next_chunk(pending)
+                task = _Task(indices, values, time.monotonic() + (timeout or 0.0))
+                try:
+                    task.future = self.backend.submit(self.spec.function, values)
+                except Exception as exc:
+                    self._submit_failed(task, exc, pending)
+                    continue
+                in_flight[number] = task
+                put = self.in_queue.put
+                # The callback runs in the backend's thread (or here, if the
+                # task is already done): it only hands the number back.
+                task.future.add_done_callback(functools.partial(_done, put, cast(Message, number)))
+
+    def _next_chunk(self, pending: _Pending) -> tuple[Indices, list[Any]]:
+        """Up to ``sizer.size`` items from the front of *pending*, across batches."""
+        size = self.sizer.size
+        indices, values, alone = pending.popleft()
+        if alone:
+            return indices, values
+        while len(indices) < size and pending and not pending[0][2]:
+            more_indices, more_values, _ = pending.popleft()
+            indices = concat(indices, more_indices)
+            values = values + more_values
+        if len(indices) > size:
+            pending.appendleft((indices[size:], values[size:], False))
+            indices, values = indices[:size], values[:size]
+        return indices, values
+
+    def _submit_failed(
+        self,
+        task: _Task,
+        exc: Exception,
+        pending: _Pending,
+    ) -> None:
+        """Fail the first item of a chunk that could not be submitted; retry the rest."""
+        self.ctx.report(ErrorRecord(task.indices[0], self.label, exc, short_repr(task.values[0])))
+        if len(task.indices) > 1:
+            pending.appendleft((task.indices[1:], task.values[1:], False))
+
+    def _finish(self, task: _Task, pending: _Pending) -> None:
+        try:
+            results, errors, seconds = self.backend.outcome(task.future)
+        except BaseException as exc:  # the task itself failed, not one item
+            if len(task.indices) > 1:
+                # Which item is to blame? Send them again, one per task.
+                for index, value in reversed(list(zip(task.indices, task.values, strict=True))):
+                    pending.appendleft(([index], [value], True))
+                return
+            record = ErrorRecord(task.indices[0], self.label, exc, short_repr(task.values[0]))
+            self.ctx.report(record)
+            return
+        self.sizer.report(len(task.values), seconds)
+        indices = task.indices
+        if errors:
+            failed = set()
+            for position, error, text in errors:
+                failed.add(position)
+                remote = text if error.__traceback__ is None else None
+                value = task.values[position]
+                record = ErrorRecord(
+                    indices[position], self.label, error, short_repr(value), remote
+                )
+                self.ctx.report(record)
+            keep = [p for p in range(len(indices)) if p not in failed]
+            if not keep:
+                return
+            indices = [indices[p] for p in keep]
+            results = [results[p] for p in keep]
+        self.outlet.put(indices, results)
+
+    def _expire(self, in_flight: dict[int, _Task], timeout: float) -> None:
+        """Report and cancel the tasks past their deadline (the oldest come first)."""
+        now = time.monotonic()
+        overdue: list[_Task] = []
+        for number, task in list(in_flight.items()):
+            if task.deadline > now:
+                break
+            del in_flight[number]
+            overdue.append(task)
+        if not overdue:
+            return
+        self.backend.cancel([task.future for task in overdue])
+        for task in overdue:
+            index, value = task.indices[0], task.values[0]
+            error = OriTimeoutError(
+                f"{self.label} did not finish input item {index} within its {timeout:g} s "
+                f"timeout (argument: {short_repr(value)}); {self.backend.abandon_note}"
+            )
+            self.ctx.report(ErrorRecord(index, self.label, error, short_repr(value), None, False))
+
+    def finish_stop(self, deadline: float) -> None:
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def lanes_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+
+_NOTHING = object()  # the dispatcher woke up for a deadline, not for a message
+
+
+def _done(put: Callable[[Message], None], number: Message, _future: Any) -> None:
+    put(number)
+
+
+def backend_for(spec: StageSpec) -> Backend:
+    """The backend of an ``instance`` or ``dask`` stage."""
+    if spec.kind == "dask":
+        from ._dask_stage import DaskBackend
+
+        return DaskBackend(spec.backend)
+    return ExecutorBackend(spec.backend)
+
+
+def check_chunks_and_timeout(chunksize: int | None, timeout: float | None, method: str) -> None:
+    """A timeout is per item, and these stages can only time whole tasks."""
+    if timeout is not None and chunksize is not None and chunksize > 1:
+        raise OriValidationError(
+            f"{method} cannot combine timeout with chunksize={chunksize}: the timeout is "
+            "per item, and a task can only be timed as a whole, so with a timeout items "
+            "are sent one per task; drop chunksize (or set it to 1)"
+        )
+
+
+def instance_spec(
+    function: Callable[[Any], Any],
+    executor: object,
+    *,
+    max_workers: int | None,
+    timeout: float | None,
+    chunksize: int | None,
+) -> StageSpec:
+    """Validate ``add(function, executor=...)`` and describe the stage."""
+    check_callable(function, "function")
+    if type(executor).__module__.split(".")[0] == "distributed":
+        raise OriValidationError(
+            "executor is a dask.distributed object; run the stage on the cluster with "
+            "add_dask(function, client=client) instead, which keeps a bounded window of "
+            "tasks and cancels them when the run ends"
+        )
+    pool = check_executor(executor, "executor")
+    workers = check_positive_int(max_workers, "max_workers")
+    seconds = check_positive_number(timeout, "timeout")
+    chunk = check_positive_int(chunksize, "chunksize")
+    check_chunks_and_timeout(chunk, seconds, "add(executor=...)")
+    if isinstance(pool, concurrent.futures.ProcessPoolExecutor):
+        context = getattr(pool, "_mp_context", None)
+        method = context.get_start_method() if context is not None else None
+        check_process_function(function, method, name="function")
+    return StageSpec(
+        function=function,
+        kind="instance",
+        max_workers=workers,
+        timeout=seconds,
+        chunksize=chunk,
+        backend=pool,
+    )
