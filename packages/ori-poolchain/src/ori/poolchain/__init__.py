@@ -16,13 +16,15 @@ memory stays flat and infinite inputs work with ``execute_lazy``.
 """
 
 from ._chain import PoolChain as PoolChain
+from ._policy import Failure as Failure
 from ._run import PoolChainRun as PoolChainRun
 from ._stats import ChainStats as ChainStats
 from ._stats import StageStats as StageStats
 
-__all__ = ("ChainStats", "PoolChain", "PoolChainRun", "StageStats")
+__all__ = ("ChainStats", "Failure", "PoolChain", "PoolChainRun", "StageStats")
 
 PoolChain.__module__ = __name__
+Failure.__module__ = __name__
 PoolChainRun.__module__ = __name__
 ChainStats.__module__ = __name__
 StageStats.__module__ = __name__

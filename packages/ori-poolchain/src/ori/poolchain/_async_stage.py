@@ -88,7 +88,10 @@ class AsyncStage(StageRuntime):
         self._thread: threading.Thread | None = None
         # The rest is touched by the loop thread only.
         self._pending: collections.deque[tuple[int, Any]] = collections.deque()
-        self._tasks: dict[asyncio.Future[Any], tuple[int, Any, asyncio.TimerHandle | None]] = {}
+        # task -> (input index, argument, timeout timer, perf_counter at start)
+        self._tasks: dict[
+            asyncio.Future[Any], tuple[int, Any, asyncio.TimerHandle | None, float]
+        ] = {}
         self._abandoned: set[asyncio.Future[Any]] = set()
         self._finished_indices: list[int] = []
         self._finished_values: list[Any] = []
@@ -168,11 +171,11 @@ class AsyncStage(StageRuntime):
                 else:
                     raise not_awaitable(function, awaitable)
             except BaseException as exc:  # the synchronous part of the call failed
-                self.ctx.report(ErrorRecord(index, self.label, exc, short_repr(value)))
+                self.ctx.report(ErrorRecord(index, self.label, exc, short_repr(value), value=value))
                 del exc
                 continue
             timer = None if timeout is None else loop.call_later(timeout, self._expire, task)
-            tasks[task] = (index, value, timer)
+            tasks[task] = (index, value, timer, time.perf_counter())
             task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Future[Any]) -> None:
@@ -185,9 +188,10 @@ class AsyncStage(StageRuntime):
             if not task.cancelled():
                 task.exception()  # retrieved: asyncio must not log it
             return
-        index, value, timer = entry
+        index, value, timer, started = entry
         if timer is not None:
             timer.cancel()
+        self.meter.add_busy(time.perf_counter() - started)  # the loop thread's own cell
         if task.cancelled():
             if self.ctx.stopping:
                 return
@@ -197,7 +201,7 @@ class AsyncStage(StageRuntime):
         else:
             error = task.exception()
         if error is not None:
-            self.ctx.report(ErrorRecord(index, self.label, error, short_repr(value)))
+            self.ctx.report(ErrorRecord(index, self.label, error, short_repr(value), value=value))
             return
         self._finished_indices.append(index)
         self._finished_values.append(task.result())
@@ -205,7 +209,8 @@ class AsyncStage(StageRuntime):
     def _expire(self, task: asyncio.Future[Any]) -> None:
         if task.done() or task not in self._tasks:  # its result is in: let it count
             return
-        index, value, _ = self._tasks.pop(task)
+        index, value, _, started = self._tasks.pop(task)
+        self.meter.add_busy(time.perf_counter() - started)
         self._abandoned.add(task)
         task.cancel()
         timeout = self.spec.timeout
@@ -214,7 +219,9 @@ class AsyncStage(StageRuntime):
             f"{self.label} did not finish input item {index} within its {timeout:g} s "
             f"timeout (argument: {short_repr(value)}); its coroutine was cancelled"
         )
-        self.ctx.report(ErrorRecord(index, self.label, error, short_repr(value), None, False))
+        self.ctx.report(
+            ErrorRecord(index, self.label, error, short_repr(value), None, False, value=value)
+        )
         if self._wakeup is not None:
             self._wakeup.set()  # a slot is free
 

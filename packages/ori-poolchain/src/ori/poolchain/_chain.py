@@ -8,6 +8,7 @@ times, one after the other or at once from several threads.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import multiprocessing
 import multiprocessing.context
 import sys
@@ -27,6 +28,7 @@ from ori.errors.validation import (
 from ._async_stage import DEFAULT_MAX_CONCURRENCY, async_spec
 from ._dask_stage import dask_spec
 from ._future_stage import instance_spec
+from ._policy import OnError, check_on_error, check_retries
 from ._progress import progress_setup
 from ._run import PoolChainRun, start_run
 from ._sequential import run_sequentially
@@ -71,16 +73,37 @@ class PoolChain:
     worker processes and stops all of them when it ends, so a chain can be
     executed again. Building is not thread-safe; executing is.
 
+    A failing item stops the run by default; *on_error* chooses otherwise for
+    the whole chain, each ``add*`` method's *on_error* for one stage, and an
+    execute method's *on_error* for one execution (see ``Failure``).
+
     Example:
         >>> from ori.poolchain import PoolChain
         >>> chain = PoolChain().add_threadpool(lambda n: n * 10).add_processpool(str)
         >>> chain.execute_eager([1, 2, 3])
         ['10', '20', '30']
+
+    Args:
+        on_error: what a failed item does, for stages that do not set their
+            own: ``"raise"`` (default) stops the run and raises the item's
+            exception at its turn; ``"skip"`` drops the item, counts it in
+            :attr:`ChainStats.items_skipped` and goes on; ``"return"`` yields
+            an :class:`~ori.poolchain.Failure` in the item's place and goes on.
+
+    Raises:
+        OriValidationError: *on_error* is not one of the three policies.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, on_error: OnError = "raise") -> None:
+        self._on_error: str = check_on_error(on_error)
         self._specs: list[StageSpec] = []
         self._latest: RunStats | None = None  # statistics of the most recent run
+
+    def _append(self, spec: StageSpec, on_error: object, retries: object) -> PoolChain:
+        policy = check_on_error(on_error, allow_none=True)
+        count = check_retries(retries)
+        self._specs.append(dataclasses.replace(spec, on_error=policy, retries=count))
+        return self
 
     # -- building -------------------------------------------------------------
 
@@ -94,6 +117,8 @@ class PoolChain:
         chunksize: int | None = None,
         mp_context: multiprocessing.context.BaseContext | None = None,
         executor: concurrent.futures.Executor | None = None,
+        on_error: OnError | None = None,
+        retries: int = 0,
     ) -> PoolChain:
         """Append a stage that runs *function* on every item, on *executor_class* or *executor*.
 
@@ -174,8 +199,7 @@ class PoolChain:
             spec = instance_spec(
                 function, executor, max_workers=max_workers, timeout=timeout, chunksize=chunksize
             )
-            self._specs.append(spec)
-            return self
+            return self._append(spec, on_error, retries)
         check_callable(function, "function")
         cls = check_executor_class(executor_class)
         if cls is concurrent.futures.ThreadPoolExecutor:
@@ -195,18 +219,16 @@ class PoolChain:
             )
         if kind == "process" or issubclass(cls, concurrent.futures.ProcessPoolExecutor):
             check_process_function(function, _start_method(context), name="function")
-        self._specs.append(
-            StageSpec(
-                function=function,
-                kind=kind,
-                max_workers=workers,
-                timeout=seconds,
-                chunksize=chunk,
-                executor_class=cls if kind == "executor" else None,
-                mp_context=context,
-            )
+        spec = StageSpec(
+            function=function,
+            kind=kind,
+            max_workers=workers,
+            timeout=seconds,
+            chunksize=chunk,
+            executor_class=cls if kind == "executor" else None,
+            mp_context=context,
         )
-        return self
+        return self._append(spec, on_error, retries)
 
     def add_threadpool(
         self,
@@ -214,6 +236,8 @@ class PoolChain:
         *,
         max_workers: int | None = None,
         timeout: float | None = None,
+        on_error: OnError | None = None,
+        retries: int = 0,
     ) -> PoolChain:
         """Append a stage that runs *function* in a pool of threads.
 
@@ -243,6 +267,8 @@ class PoolChain:
             executor_class=concurrent.futures.ThreadPoolExecutor,
             max_workers=max_workers,
             timeout=timeout,
+            on_error=on_error,
+            retries=retries,
         )
 
     def add_processpool(
@@ -253,6 +279,8 @@ class PoolChain:
         timeout: float | None = None,
         chunksize: int | None = None,
         mp_context: multiprocessing.context.BaseContext | None = None,
+        on_error: OnError | None = None,
+        retries: int = 0,
     ) -> PoolChain:
         """Append a stage that runs *function* in worker processes Ori owns.
 
@@ -303,6 +331,8 @@ class PoolChain:
             timeout=timeout,
             chunksize=chunksize,
             mp_context=mp_context,
+            on_error=on_error,
+            retries=retries,
         )
 
     def add_asyncpool(
@@ -311,6 +341,8 @@ class PoolChain:
         *,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         timeout: float | None = None,
+        on_error: OnError | None = None,
+        retries: int = 0,
     ) -> PoolChain:
         """Append a stage that awaits *async_function* on every item, on one event loop.
 
@@ -356,8 +388,7 @@ class PoolChain:
                 call returns something that cannot be awaited fails with it.
         """
         spec = async_spec(async_function, max_concurrency=max_concurrency, timeout=timeout)
-        self._specs.append(spec)
-        return self
+        return self._append(spec, on_error, retries)
 
     def add_dask(
         self,
@@ -367,6 +398,8 @@ class PoolChain:
         max_workers: int | None = None,
         timeout: float | None = None,
         chunksize: int | None = None,
+        on_error: OnError | None = None,
+        retries: int = 0,
     ) -> PoolChain:
         """Append a stage that runs *function* on a dask cluster through *client*.
 
@@ -419,8 +452,7 @@ class PoolChain:
         spec = dask_spec(
             function, client, max_workers=max_workers, timeout=timeout, chunksize=chunksize
         )
-        self._specs.append(spec)
-        return self
+        return self._append(spec, on_error, retries)
 
     # -- executing --------------------------------------------------------------
 
@@ -439,6 +471,7 @@ class PoolChain:
         ordered: bool = True,
         max_in_flight: int | None = None,
         progress: bool | Callable[..., Any] = False,
+        on_error: OnError | None = None,
     ) -> PoolChainRun:
         """Start streaming *iterable* through the chain; return an iterator of results.
 
@@ -503,6 +536,7 @@ class PoolChain:
         if not isinstance(ordered, bool):
             raise OriValidationError(f"ordered must be True or False, got {describe(ordered)}")
         window = check_positive_int(max_in_flight, "max_in_flight")
+        policy = check_on_error(on_error, allow_none=True) or self._on_error
         for spec in specs:
             if spec.kind == "process":
                 # The default start method may have changed since add time.
@@ -511,7 +545,9 @@ class PoolChain:
                 )
         source = _check_iterable(iterable)
         bars = progress_setup(progress, iterable)
-        run = start_run(specs, source, ordered=ordered, max_in_flight=window, progress=bars)
+        run = start_run(
+            specs, source, ordered=ordered, max_in_flight=window, progress=bars, on_error=policy
+        )
         self._latest = run._run_stats
         return run
 
@@ -522,6 +558,7 @@ class PoolChain:
         ordered: bool = True,
         max_in_flight: int | None = None,
         progress: bool | Callable[..., Any] = False,
+        on_error: OnError | None = None,
     ) -> list[Any]:
         """Run *iterable* through the chain and return all results as a list.
 
@@ -542,11 +579,17 @@ class PoolChain:
                 :class:`~ori.errors.OriWorkerCrashedError`.
         """
         with self.execute_lazy(
-            iterable, ordered=ordered, max_in_flight=max_in_flight, progress=progress
+            iterable,
+            ordered=ordered,
+            max_in_flight=max_in_flight,
+            progress=progress,
+            on_error=on_error,
         ) as run:
             return list(run)
 
-    def execute_lazy_single_threaded(self, iterable: Iterable[Any]) -> Iterator[Any]:
+    def execute_lazy_single_threaded(
+        self, iterable: Iterable[Any], *, on_error: OnError | None = None
+    ) -> Iterator[Any]:
         """Return a generator that runs each item through every stage in this thread.
 
         Nothing runs until you iterate; each ``next()`` reads one input item and
@@ -562,9 +605,12 @@ class PoolChain:
                 note naming the stage, the input index and the argument.
         """
         specs = self._checked_specs()
-        return run_sequentially(specs, _check_iterable(iterable))
+        policy = check_on_error(on_error, allow_none=True) or self._on_error
+        return run_sequentially(specs, _check_iterable(iterable), policy)
 
-    def execute_eager_single_threaded(self, iterable: Iterable[Any]) -> list[Any]:
+    def execute_eager_single_threaded(
+        self, iterable: Iterable[Any], *, on_error: OnError | None = None
+    ) -> list[Any]:
         """Run every item through every stage in this thread and return a list.
 
         Blocks until done. See :meth:`execute_lazy_single_threaded`.
@@ -575,7 +621,7 @@ class PoolChain:
             Exception: whatever a stage function raises, with a note naming the
                 stage, the input index and the argument.
         """
-        return list(self.execute_lazy_single_threaded(iterable))
+        return list(self.execute_lazy_single_threaded(iterable, on_error=on_error))
 
     # -- statistics -------------------------------------------------------------
 

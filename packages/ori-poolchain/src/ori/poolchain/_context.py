@@ -19,6 +19,7 @@ import queue
 from typing import Any, Final, TypeAlias
 
 from ._errors import ErrorRecord, StageLabel
+from ._policy import Retries
 from ._stats import RunStats
 
 Indices: TypeAlias = "range | list[int]"
@@ -40,7 +41,7 @@ def concat(first: Indices, second: Indices) -> Indices:
 class RunContext:
     """State shared by the consumer and the lanes of one run."""
 
-    __slots__ = ("name", "out_queue", "stats", "stopping")
+    __slots__ = ("name", "out_queue", "retries", "stats", "stopping")
 
     def __init__(self) -> None:
         self.name = f"ori-poolchain-{next(_run_ids)}"
@@ -49,9 +50,16 @@ class RunContext:
         # read is atomic, and a stale read only costs one more item of work).
         self.stopping = False
         self.stats = RunStats()
+        self.retries = Retries()
 
     def report(self, record: ErrorRecord) -> None:
-        """Send one failed item to the consumer (any thread)."""
+        """Send one failed item to the consumer (any thread).
+
+        An item with retries left in its stage goes back to that stage's queue
+        instead, so it is neither counted nor seen as failed.
+        """
+        if self.retries.again(record.stage.number, record.index, record.value):
+            return
         self.stats.count_failure(record.stage.number)
         self.out_queue.put(record)
 

@@ -15,6 +15,7 @@ import reprlib
 import sys
 import traceback
 from dataclasses import dataclass
+from typing import Any
 
 from ori.errors import OriError
 
@@ -57,7 +58,9 @@ class ErrorRecord:
     ``remote_traceback`` is the formatted traceback when the exception was
     raised in another process (its own ``__traceback__`` did not survive
     pickling); ``annotate`` is False for errors Ori made itself (timeouts,
-    crashes), whose message already names the stage and the item.
+    crashes), whose message already names the stage and the item. ``value``
+    is the stage's argument (what a retry sends again and a
+    :class:`~._policy.Failure` shows).
     """
 
     index: int
@@ -66,6 +69,7 @@ class ErrorRecord:
     item_repr: str
     remote_traceback: str | None = None
     annotate: bool = True
+    value: Any = None
 
 
 def add_note(exc: BaseException, note: str) -> None:

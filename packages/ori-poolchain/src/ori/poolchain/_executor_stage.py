@@ -86,7 +86,7 @@ class ExecutorStage(StageRuntime):
         try:
             future = executor.submit(self.spec.function, value)
         except BaseException as exc:
-            self.ctx.report(ErrorRecord(index, self.label, exc, short_repr(value)))
+            self.ctx.report(ErrorRecord(index, self.label, exc, short_repr(value), value=value))
             return _FAILED
         timeout = self.spec.timeout
         # The clock starts when the executor starts the call (a pool may first
@@ -116,13 +116,15 @@ class ExecutorStage(StageRuntime):
                     "executor cannot stop a running call, so it was abandoned"
                 )
                 self.ctx.report(
-                    ErrorRecord(index, self.label, error, short_repr(value), None, False)
+                    ErrorRecord(
+                        index, self.label, error, short_repr(value), None, False, value=value
+                    )
                 )
                 return _FAILED
         try:
             return future.result()
         except BaseException as exc:
-            self.ctx.report(ErrorRecord(index, self.label, exc, short_repr(value)))
+            self.ctx.report(ErrorRecord(index, self.label, exc, short_repr(value), value=value))
             return _FAILED
 
     def begin_stop(self) -> None:

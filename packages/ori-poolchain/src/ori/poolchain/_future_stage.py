@@ -236,7 +236,11 @@ class FutureStage(StageRuntime):
         pending: _Pending,
     ) -> None:
         """Fail the first item of a chunk that could not be submitted; retry the rest."""
-        self.ctx.report(ErrorRecord(task.indices[0], self.label, exc, short_repr(task.values[0])))
+        self.ctx.report(
+            ErrorRecord(
+                task.indices[0], self.label, exc, short_repr(task.values[0]), value=task.values[0]
+            )
+        )
         if len(task.indices) > 1:
             pending.appendleft((task.indices[1:], task.values[1:], False))
 
@@ -249,10 +253,13 @@ class FutureStage(StageRuntime):
                 for index, value in reversed(list(zip(task.indices, task.values, strict=True))):
                     pending.appendleft(([index], [value], True))
                 return
-            record = ErrorRecord(task.indices[0], self.label, exc, short_repr(task.values[0]))
+            record = ErrorRecord(
+                task.indices[0], self.label, exc, short_repr(task.values[0]), value=task.values[0]
+            )
             self.ctx.report(record)
             return
         self.sizer.report(len(task.values), seconds)
+        self.meter.add_busy(seconds)  # the compute time the task measured
         indices = task.indices
         if errors:
             failed = set()
@@ -261,7 +268,7 @@ class FutureStage(StageRuntime):
                 remote = text if error.__traceback__ is None else None
                 value = task.values[position]
                 record = ErrorRecord(
-                    indices[position], self.label, error, short_repr(value), remote
+                    indices[position], self.label, error, short_repr(value), remote, value=value
                 )
                 self.ctx.report(record)
             keep = [p for p in range(len(indices)) if p not in failed]
@@ -289,7 +296,9 @@ class FutureStage(StageRuntime):
                 f"{self.label} did not finish input item {index} within its {timeout:g} s "
                 f"timeout (argument: {short_repr(value)}); {self.backend.abandon_note}"
             )
-            self.ctx.report(ErrorRecord(index, self.label, error, short_repr(value), None, False))
+            self.ctx.report(
+                ErrorRecord(index, self.label, error, short_repr(value), None, False, value=value)
+            )
 
     def finish_stop(self, deadline: float) -> None:
         thread = self._thread

@@ -231,7 +231,9 @@ class ProcessStage(StageRuntime):
         """One failure for every item of a chunk (the same exception object)."""
         text = format_exception_text(exc)
         for index, value in zip(indices, values, strict=True):
-            self.ctx.report(ErrorRecord(index, self.label, exc, short_repr(value), text))
+            self.ctx.report(
+                ErrorRecord(index, self.label, exc, short_repr(value), text, value=value)
+            )
 
     def _dumps(self, indices: Indices, values: list[Any]) -> tuple[Any, Indices, list[Any]]:
         """Pickle a chunk; arguments that do not pickle are reported and dropped."""
@@ -243,7 +245,7 @@ class ProcessStage(StageRuntime):
             try:
                 dumps(value)
             except Exception as exc:
-                self.ctx.report(ErrorRecord(index, self.label, exc, short_repr(value)))
+                self.ctx.report(ErrorRecord(index, self.label, exc, short_repr(value), value=value))
                 continue
             keep_indices.append(index)
             keep_values.append(value)
@@ -432,6 +434,7 @@ class ProcessStage(StageRuntime):
         The worker is replaced: where it is in the chunk is no longer known.
         """
         lane.worker = None
+        self.meter.count_lost_worker()
         worker.kill()
         if self.ctx.stopping:
             return
@@ -441,7 +444,14 @@ class ProcessStage(StageRuntime):
         )
         for position in range(finished, len(values)):
             self.ctx.report(
-                ErrorRecord(indices[position], self.label, exc, short_repr(values[position]), text)
+                ErrorRecord(
+                    indices[position],
+                    self.label,
+                    exc,
+                    short_repr(values[position]),
+                    text,
+                    value=values[position],
+                )
             )
 
     def _deliver(self, reply: Reply, indices: Indices, values: list[Any]) -> int:
@@ -453,12 +463,21 @@ class ProcessStage(StageRuntime):
             for position, exc, text in errors:
                 if position < 0:  # the chunk itself could not be unpickled
                     for index, value in zip(indices, values, strict=True):
-                        report(ErrorRecord(index, self.label, exc, short_repr(value), text))
+                        report(
+                            ErrorRecord(
+                                index, self.label, exc, short_repr(value), text, value=value
+                            )
+                        )
                     return len(values)
                 failed.add(position)
                 report(
                     ErrorRecord(
-                        indices[position], self.label, exc, short_repr(values[position]), text
+                        indices[position],
+                        self.label,
+                        exc,
+                        short_repr(values[position]),
+                        text,
+                        value=values[position],
                     )
                 )
             ok = [p for p in range(first, end) if p not in failed]
@@ -482,6 +501,7 @@ class ProcessStage(StageRuntime):
         position: int,
     ) -> None:
         lane.worker = None
+        self.meter.count_lost_worker()
         worker.kill()
         if self.ctx.stopping:
             return
@@ -492,7 +512,15 @@ class ProcessStage(StageRuntime):
             f"its worker process (pid {worker.pid}) was killed and replaced"
         )
         self.ctx.report(
-            ErrorRecord(index, self.label, error, short_repr(values[position]), None, False)
+            ErrorRecord(
+                index,
+                self.label,
+                error,
+                short_repr(values[position]),
+                None,
+                False,
+                value=values[position],
+            )
         )
         rest = [p for p in range(finished, len(values)) if p != position]
         self._requeue(indices, values, rest)
@@ -514,6 +542,7 @@ class ProcessStage(StageRuntime):
         """
         lane.worker = None
         lane.crashes += 1
+        self.meter.count_lost_worker()
         worker.kill()
         if self.ctx.stopping or finished >= len(values):
             return
@@ -543,7 +572,9 @@ class ProcessStage(StageRuntime):
             f"({_describe_exit(worker.process.exitcode)}) while running input item "
             f"{index} (argument: {short_repr(value)}); it was replaced"
         )
-        self.ctx.report(ErrorRecord(index, self.label, error, short_repr(value), None, False))
+        self.ctx.report(
+            ErrorRecord(index, self.label, error, short_repr(value), None, False, value=value)
+        )
 
     # -- stopping ---------------------------------------------------------
 

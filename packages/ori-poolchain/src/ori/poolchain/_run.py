@@ -39,6 +39,7 @@ from ._context import RUN_FAILURE, Batch, RunContext
 from ._errors import ErrorRecord, exception_for
 from ._executor_stage import ExecutorStage
 from ._future_stage import FutureStage
+from ._policy import Failure
 from ._process_stage import ProcessStage
 from ._progress import ProgressDisplay, ProgressSetup
 from ._stages import StageRuntime, StageSpec
@@ -70,6 +71,9 @@ class _Failed:
 
     def __init__(self, record: ErrorRecord) -> None:
         self.record = record
+
+
+_SKIPPED = object()  # in the reorder buffer: an item dropped by on_error="skip"
 
 
 class _Closer:
@@ -117,8 +121,11 @@ class _Engine:
         ordered: bool,
         max_in_flight: int | None,
         progress: ProgressSetup | None = None,
+        on_error: str = "raise",
     ) -> None:
         self.ctx = ctx = RunContext()
+        # The policy of each stage: its own, else the chain's.
+        self._policies = [spec.on_error or on_error for spec in specs]
         total = len(specs)
         self.stages = stages = [
             _build(spec, number, total, ctx) for number, spec in enumerate(specs, 1)
@@ -143,6 +150,7 @@ class _Engine:
         self._next_index = 0  # ordered: the next index to move to _ready
         self._pulled = 0
         self._handed_out = 0  # items in batches returned by next_batch()
+        self._skipped = 0  # items dropped by on_error="skip"
         self._exhausted = False
         self._stop_pulling = False
         self._source_error: Exception | None = None
@@ -187,7 +195,7 @@ class _Engine:
                     return batch
                 if self._failure is not None:
                     raise self._raise_failure()
-                if self._exhausted and self._pulled == self._handed_out:
+                if self._exhausted and self._pulled == self._handed_out + self._skipped:
                     error = self._source_error
                     self.close()
                     if error is not None:
@@ -223,7 +231,7 @@ class _Engine:
         """
         if self._exhausted or self._stop_pulling:
             return
-        room = self._window() - (self._pulled - self._handed_out)
+        room = self._window() - (self._pulled - self._handed_out - self._skipped)
         if room <= 0:
             return
         stage = self.stages[0]
@@ -344,6 +352,10 @@ class _Engine:
                 ready.append(values)
             elif index in pending:
                 value = pending.pop(index)
+                if value is _SKIPPED:
+                    self._waiting -= 1
+                    index += 1
+                    continue
                 if type(value) is _Failed:
                     self._failure = value.record
                     break
@@ -359,13 +371,33 @@ class _Engine:
     # -- the error policy: the one place that decides what a failure does ------
 
     def _on_error(self, record: ErrorRecord) -> None:
+        if record.index == RUN_FAILURE:  # not one item's failure: raise it now
+            self._stop_pulling = True
+            self._ready.clear()
+            self._failure = record
+            return
+        policy = self._policies[record.stage.number - 1]
+        if policy != "raise":
+            if policy == "skip":
+                self._skipped += 1
+                self.ctx.stats.skipped = self._skipped
+                value: Any = _SKIPPED
+            else:
+                value = Failure(
+                    record.index, record.value, str(record.stage), exception_for(record)
+                )
+            if not self._ordered:
+                if value is not _SKIPPED:
+                    self._ready.append([value])
+                return
+            self._pending[record.index] = value
+            self._waiting += 1
+            self._advance()
+            return
         # Raise: the run ends at the first failed item in delivery order, so no
         # further input is needed.
         self._stop_pulling = True
-        if record.index == RUN_FAILURE:  # not one item's failure: raise it now
-            self._ready.clear()
-            self._failure = record
-        elif self._ordered:
+        if self._ordered:
             self._pending[record.index] = _Failed(record)
             self._advance()
         elif self._failure is None:
@@ -428,9 +460,15 @@ class PoolChainRun(Iterator[Any]):
         ordered: bool,
         max_in_flight: int | None,
         progress: ProgressSetup | None = None,
+        on_error: str = "raise",
     ) -> None:
         self._engine = _Engine(
-            specs, source, ordered=ordered, max_in_flight=max_in_flight, progress=progress
+            specs,
+            source,
+            ordered=ordered,
+            max_in_flight=max_in_flight,
+            progress=progress,
+            on_error=on_error,
         )
         self._results = _results(self._engine)
 
@@ -491,8 +529,14 @@ def start_run(
     ordered: bool,
     max_in_flight: int | None,
     progress: ProgressSetup | None = None,
+    on_error: str = "raise",
 ) -> PoolChainRun:
     """Start a run (the iterable has already been checked)."""
     return PoolChainRun(
-        specs, iter(iterable), ordered=ordered, max_in_flight=max_in_flight, progress=progress
+        specs,
+        iter(iterable),
+        ordered=ordered,
+        max_in_flight=max_in_flight,
+        progress=progress,
+        on_error=on_error,
     )

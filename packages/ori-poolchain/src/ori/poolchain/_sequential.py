@@ -3,7 +3,10 @@
 Used for debugging and as the reference the concurrent engine must agree with:
 same results, same order, and a failure surfaces the same way (the function's
 own exception, with the same note naming stage, input index and argument).
-Timeouts are not enforced here: there is no second thread to watch the clock.
+Error policies and retries apply as in a concurrent run: a failing call is
+tried again up to the stage's ``retries``, then the item raises, is skipped or
+becomes a :class:`~._policy.Failure`. Timeouts are not enforced here: there is
+no second thread to watch the clock.
 """
 
 from __future__ import annotations
@@ -13,16 +16,19 @@ from typing import Any
 
 from ._async_stage import LoopCaller
 from ._errors import ErrorRecord, exception_for, short_repr
+from ._policy import Failure
 from ._stages import StageSpec
 
 
-def run_sequentially(specs: Sequence[StageSpec], source: Iterator[Any]) -> Iterator[Any]:
+def run_sequentially(
+    specs: Sequence[StageSpec], source: Iterator[Any], on_error: str = "raise"
+) -> Iterator[Any]:
     """Yield each input item after it went through every stage function in turn."""
     # asyncio stages: each call runs to completion on one private event loop.
     loops = [LoopCaller(spec.function) if spec.kind == "async" else None for spec in specs]
     try:
         functions = [loop or spec.function for loop, spec in zip(loops, specs, strict=True)]
-        yield from _run(specs, functions, source)
+        yield from _run(specs, functions, source, on_error)
     finally:
         for loop in loops:
             if loop is not None:
@@ -30,16 +36,38 @@ def run_sequentially(specs: Sequence[StageSpec], source: Iterator[Any]) -> Itera
 
 
 def _run(
-    specs: Sequence[StageSpec], functions: list[Callable[[Any], Any]], source: Iterator[Any]
+    specs: Sequence[StageSpec],
+    functions: list[Callable[[Any], Any]],
+    source: Iterator[Any],
+    on_error: str,
 ) -> Iterator[Any]:
     total = len(specs)
+    policies = [spec.on_error or on_error for spec in specs]
     for index, item in enumerate(source):
         value = item
+        failure: Failure | None = None
+        policy = "raise"
         for number, function in enumerate(functions, 1):
-            try:
-                value = function(value)
-            except BaseException as exc:
-                label = specs[number - 1].label(number, total)
-                exception_for(ErrorRecord(index, label, exc, short_repr(value)))  # adds the note
-                raise
-        yield value
+            tries = specs[number - 1].retries
+            while True:
+                try:
+                    value = function(value)
+                    break
+                except BaseException as exc:
+                    if tries > 0 and isinstance(exc, Exception):
+                        tries -= 1
+                        continue
+                    label = specs[number - 1].label(number, total)
+                    # exception_for adds the note naming stage, index and argument.
+                    error = exception_for(ErrorRecord(index, label, exc, short_repr(value)))
+                    policy = policies[number - 1]
+                    if policy == "raise" or not isinstance(exc, Exception):
+                        raise
+                    failure = Failure(index, value, str(label), error)
+                    break
+            if failure is not None:
+                break
+        if failure is None:
+            yield value
+        elif policy == "return":
+            yield failure

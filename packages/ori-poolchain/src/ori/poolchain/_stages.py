@@ -66,6 +66,9 @@ class StageSpec:
     # What "instance" and "dask" stages submit to (an Executor instance or a
     # distributed.Client); the user owns it and Ori never shuts it down.
     backend: Any = None
+    # Error policy of this stage (None: the chain's) and retries per item.
+    on_error: str | None = None
+    retries: int = 0
 
     @property
     def workers(self) -> int:
@@ -148,6 +151,7 @@ class StageRuntime(abc.ABC):
         self.in_queue: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self.workers = spec.workers
         self.meter = ctx.stats.add_stage(self)
+        ctx.retries.allow(label.number, spec.retries, self.submit)
         self.outlet: Outlet = Outlet(ctx.out_queue, None, self.meter)
 
     def connect(self, downstream: StageRuntime | None) -> None:

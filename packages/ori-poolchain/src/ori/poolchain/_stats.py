@@ -60,6 +60,11 @@ class StageStats:
             failed), or None before any item finished.
         utilisation: ``busy_seconds / (elapsed * workers)``, from 0 to 1: the
             share of the run's time its workers were busy.
+        workers_lost: process stages: worker processes that died or were
+            killed while running items (timeouts, crashes) and were replaced.
+            A death that running the items again does not repeat (e.g. a
+            SIGKILL from outside) is counted here and is not a failure: the
+            items it interrupted ran again and their results are kept.
     """
 
     number: int
@@ -75,6 +80,7 @@ class StageStats:
     busy_seconds: float
     average_item_seconds: float | None
     utilisation: float
+    workers_lost: int = 0
 
     @property
     def name(self) -> str:
@@ -94,8 +100,16 @@ class ChainStats:
         stages: one :class:`StageStats` per stage, in chain order.
         elapsed: seconds since the run started (until it ended, once it has).
         items_in: items read from the input.
-        items_out: results handed to the caller.
+        items_out: results handed to the caller (with ``on_error="return"``,
+            :class:`~ori.poolchain.Failure` objects included).
         running: True while the run has not been closed.
+        items_failed: items that failed in any stage after their retries
+            (the sum of the stages' ``items_failed``), whatever the error
+            policy did with them.
+        items_skipped: failed items that ``on_error="skip"`` dropped. Once a
+            run has ended without raising, every input item is either one of
+            ``items_out`` or one of these: ``items_in == items_out +
+            items_skipped``.
     """
 
     stages: tuple[StageStats, ...]
@@ -103,6 +117,8 @@ class ChainStats:
     items_in: int
     items_out: int
     running: bool
+    items_failed: int = 0
+    items_skipped: int = 0
 
     @property
     def bottleneck(self) -> StageStats | None:
@@ -138,6 +154,8 @@ class ChainStats:
         lines = [
             f"PoolChain run, {state} after {self.elapsed:.2f} s: "
             f"{self.items_in} items read, {self.items_out} results"
+            + (f", {self.items_failed} failed" if self.items_failed else "")
+            + (f", {self.items_skipped} skipped" if self.items_skipped else "")
         ]
         header = ["stage", "workers", "in", "out", "failed", "queue", "peak"]
         header += ["busy s", "avg ms", "busy %"]
@@ -217,13 +235,14 @@ class _Cell:
 class StageMeter:
     """The counters of one stage of one run (any thread may count)."""
 
-    __slots__ = ("_cells", "_local", "_lock", "stage")
+    __slots__ = ("_cells", "_local", "_lock", "lost", "stage")
 
     def __init__(self, stage: StageRuntime) -> None:
         self.stage = stage
         self._local = threading.local()
         self._cells: list[_Cell] = []
         self._lock = threading.Lock()
+        self.lost = 0  # worker processes lost (rare: counted under the lock)
 
     def _cell(self) -> _Cell:
         try:
@@ -241,6 +260,11 @@ class StageMeter:
     def count_failed(self) -> None:
         """One item failed."""
         self._cell().failed += 1
+
+    def count_lost_worker(self) -> None:
+        """A worker process died or was killed and is being replaced."""
+        with self._lock:
+            self.lost += 1
 
     def add_busy(self, seconds: float) -> None:
         """A lane (or worker) spent *seconds* on a batch."""
@@ -269,6 +293,7 @@ class RunStats:
         self.started = time.perf_counter()
         self.pulled = 0  # written by the consumer only
         self.handed_out = 0  # written by the consumer only
+        self.skipped = 0  # written by the consumer only
         self._meters: list[StageMeter] = []
         self._peaks: list[int] = []
         # Reentrant: a garbage-collected run may be finished (closed) by the
@@ -370,6 +395,7 @@ class RunStats:
                     busy_seconds=busy,
                     average_item_seconds=busy / done if done else None,
                     utilisation=min(1.0, busy / capacity) if capacity > 0 else 0.0,
+                    workers_lost=meter.lost,
                 )
             )
         return ChainStats(
@@ -378,4 +404,6 @@ class RunStats:
             items_in=pulled,
             items_out=handed_out,
             running=running,
+            items_failed=sum(stage.items_failed for stage in stages),
+            items_skipped=self.skipped,
         )

@@ -127,7 +127,9 @@ class ThreadStage(StageRuntime):
                 start = len(results)  # extend() kept what came before the failure
                 results.append(None)
                 failed.append(start)
-                report = ErrorRecord(indices[start], self.label, exc, short_repr(values[start]))
+                report = ErrorRecord(
+                    indices[start], self.label, exc, short_repr(values[start]), value=values[start]
+                )
                 self.ctx.report(report)
                 del exc, report
                 start += 1
@@ -159,7 +161,7 @@ class ThreadStage(StageRuntime):
                 if not lane.finish(token):
                     self._retire(indices, values, position, done_indices, done_values)
                     return False
-                report(ErrorRecord(index, self.label, exc, short_repr(value)))
+                report(ErrorRecord(index, self.label, exc, short_repr(value), value=value))
                 del exc
                 continue
             if not lane.finish(token):
@@ -215,7 +217,9 @@ class ThreadStage(StageRuntime):
                 "be stopped, so the call goes on in the background and its result "
                 "is discarded"
             )
-            self.ctx.report(ErrorRecord(index, self.label, error, short_repr(value), None, False))
+            self.ctx.report(
+                ErrorRecord(index, self.label, error, short_repr(value), None, False, value=value)
+            )
             if not self.ctx.stopping:
                 self._start_lane()
 
