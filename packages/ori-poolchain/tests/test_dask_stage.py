@@ -303,3 +303,12 @@ def group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_dask_stage_records_busy_time(client: Any) -> None:
+    chain = PoolChain().add_dask(sw.square, client=client, chunksize=2)
+    assert chain.execute_eager(range(6)) == [x * x for x in range(6)]
+    stats = chain.stats
+    assert stats is not None
+    assert stats.stages[0].items_out == 6
+    assert stats.stages[0].busy_seconds > 0
