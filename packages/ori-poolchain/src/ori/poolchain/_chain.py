@@ -165,6 +165,13 @@ class PoolChain:
                 ``None`` uses the interpreter's default.
             executor: a :class:`concurrent.futures.Executor` instance you own
                 and shut down yourself; Ori never shuts it down.
+            on_error: this stage's error policy, winning over the chain's and
+                the execution's: ``"raise"``, ``"skip"`` or ``"return"`` (see
+                :class:`PoolChain`); ``None`` (default) uses theirs.
+            retries: how many more times an item that failed in this stage
+                (exception, timeout or crashed worker) is tried before the
+                policy applies; ``0`` (default): none. A retried item goes
+                back to this stage's queue and may run more than once.
 
         Returns:
             This chain, for chaining calls.
@@ -178,7 +185,8 @@ class PoolChain:
                 *timeout* or *chunksize* is not a positive number of the right
                 type; *mp_context* is not a multiprocessing context or is given
                 for a stage that is not a process stage; a process stage was
-                given a lambda or a nested function.
+                given a lambda or a nested function; *on_error* is not a
+                policy or *retries* not an int >= 0.
             OriNoInteractiveProcessPools: a process stage was given a function
                 defined in an interactive session or ``python -c`` and its
                 workers are not forked, so they could not import it.
@@ -254,13 +262,21 @@ class PoolChain:
             max_workers: number of threads; ``None`` means ``min(32, CPUs + 4)``,
                 like ``ThreadPoolExecutor``.
             timeout: seconds one item may run (int or float > 0), or ``None``.
+            on_error: this stage's error policy, winning over the chain's and
+                the execution's: ``"raise"``, ``"skip"`` or ``"return"`` (see
+                :class:`PoolChain`); ``None`` (default) uses theirs.
+            retries: how many more times an item that failed in this stage
+                (exception, timeout or crashed worker) is tried before the
+                policy applies; ``0`` (default): none. A retried item goes
+                back to this stage's queue and may run more than once.
 
         Returns:
             This chain, for chaining calls.
 
         Raises:
             OriValidationError: *function* is not callable, or *max_workers* or
-                *timeout* is not a positive number of the right type.
+                *timeout* is not a positive number of the right type, or
+                *on_error* is not a policy or *retries* not an int >= 0.
         """
         return self.add(
             function,
@@ -296,7 +312,10 @@ class PoolChain:
         fails the item it was running with
         :class:`~ori.errors.OriWorkerCrashedError` (fast items are tracked per
         small slice: after a death the slice's items run again one by one, and
-        only one that kills a worker on its own is reported). Worker processes
+        only one that kills a worker on its own is reported; a death that
+        does not happen again is counted in ``StageStats.workers_lost``, not
+        as a failure). Whatever happened, the other workers' items are not
+        lost, and the error policy decides whether the run goes on. Worker processes
         ignore SIGINT, so Ctrl-C is handled once, by the consumer.
 
         Does not block; call it from the thread that builds the chain.
@@ -311,6 +330,13 @@ class PoolChain:
                 work per chunk; ``1`` sends items one by one.
             mp_context: a :mod:`multiprocessing` context selecting the start
                 method (fork, spawn, forkserver); ``None`` uses the default.
+            on_error: this stage's error policy, winning over the chain's and
+                the execution's: ``"raise"``, ``"skip"`` or ``"return"`` (see
+                :class:`PoolChain`); ``None`` (default) uses theirs.
+            retries: how many more times an item that failed in this stage
+                (exception, timeout or crashed worker) is tried before the
+                policy applies; ``0`` (default): none. A retried item goes
+                back to this stage's queue and may run more than once.
 
         Returns:
             This chain, for chaining calls.
@@ -319,7 +345,8 @@ class PoolChain:
             OriValidationError: *function* is not callable, is a lambda or a
                 nested function; *max_workers*, *timeout* or *chunksize* is
                 not a positive number of the right type; *mp_context* is not a
-                multiprocessing context.
+                multiprocessing context; *on_error* is not a policy or
+                *retries* not an int >= 0.
             OriNoInteractiveProcessPools: *function* was defined in an
                 interactive session or ``python -c`` and the start method is not
                 fork, so the workers could not import it.
@@ -376,6 +403,13 @@ class PoolChain:
                 default 100).
             timeout: seconds one item may take (int or float > 0), or
                 ``None`` for no limit.
+            on_error: this stage's error policy, winning over the chain's and
+                the execution's: ``"raise"``, ``"skip"`` or ``"return"`` (see
+                :class:`PoolChain`); ``None`` (default) uses theirs.
+            retries: how many more times an item that failed in this stage
+                (exception, timeout or crashed worker) is tried before the
+                policy applies; ``0`` (default): none. A retried item goes
+                back to this stage's queue and may run more than once.
 
         Returns:
             This chain, for chaining calls.
@@ -384,7 +418,8 @@ class PoolChain:
             OriValidationError: *async_function* is not callable or is a plain
                 (not async) function, a generator or async generator function,
                 a builtin or a class; *max_concurrency* or *timeout* is not a
-                positive number of the right type. At run time, an item whose
+                positive number of the right type; *on_error* is not a policy
+                or *retries* not an int >= 0. At run time, an item whose
                 call returns something that cannot be awaited fails with it.
         """
         spec = async_spec(async_function, max_concurrency=max_concurrency, timeout=timeout)
@@ -437,6 +472,13 @@ class PoolChain:
             chunksize: items per task; ``None`` (the default) sizes chunks
                 automatically (about 0.1 s of work per task); ``1`` sends items
                 one by one. Cannot exceed 1 when *timeout* is set.
+            on_error: this stage's error policy, winning over the chain's and
+                the execution's: ``"raise"``, ``"skip"`` or ``"return"`` (see
+                :class:`PoolChain`); ``None`` (default) uses theirs.
+            retries: how many more times an item that failed in this stage
+                (exception, timeout or crashed worker) is tried before the
+                policy applies; ``0`` (default): none. A retried item goes
+                back to this stage's queue and may run more than once.
 
         Returns:
             This chain, for chaining calls.
@@ -446,7 +488,8 @@ class PoolChain:
                 message says how to install it); *function* is not callable;
                 *client* is not a ``distributed.Client`` or is asynchronous;
                 *max_workers*, *timeout* or *chunksize* is not a positive
-                number of the right type; *chunksize* > 1 with a *timeout*.
+                number of the right type; *chunksize* > 1 with a *timeout*;
+                *on_error* is not a policy or *retries* not an int >= 0.
                 At execution, a closed client.
         """
         spec = dask_spec(
@@ -482,7 +525,8 @@ class PoolChain:
         ``itertools.count()`` work and memory stays flat for any input length.
 
         Iterate the result from one thread at a time; each ``next()`` blocks
-        until a result is ready. If a stage function raises, ``next()`` raises
+        until a result is ready. Under the ``"raise"`` policy (the default),
+        if a stage function raises, ``next()`` raises
         the same exception (same type) when its item's turn comes, with a note
         naming the stage, the input index and the argument, and for process
         stages the worker's traceback chained as the cause; the run is shut
@@ -516,6 +560,10 @@ class PoolChain:
                 file=sys.stdout)`` or ``tqdm.notebook.tqdm``. ``False``
                 (default): no bars. Errors of a bar while the run goes on
                 stop its redrawing, not the run.
+            on_error: the error policy of this execution, replacing the
+                chain's for stages without their own: ``"raise"``,
+                ``"skip"`` or ``"return"`` (see :class:`PoolChain`);
+                ``None`` (default) keeps the chain's.
 
         Returns:
             A :class:`PoolChainRun`: an iterator, context manager and closable;
@@ -526,7 +574,8 @@ class PoolChain:
             OriValidationError: the chain has no stages, *iterable* is not
                 iterable, *ordered* is not a bool, *max_in_flight* is not a
                 positive int, *progress* is neither a bool nor a callable, or
-                it is True and tqdm is not installed.
+                it is True and tqdm is not installed, or *on_error* is not a
+                policy.
             OriNoInteractiveProcessPools: a process stage's function cannot be
                 imported by workers of the start method now in effect.
             Exception: anything raised while starting workers (e.g. a function
@@ -574,8 +623,9 @@ class PoolChain:
         Raises:
             OriValidationError: as for :meth:`execute_lazy`.
             OriNoInteractiveProcessPools: as for :meth:`execute_lazy`.
-            Exception: the first failure of a stage function (see
-                :meth:`execute_lazy`), :class:`~ori.errors.OriTimeoutError` or
+            Exception: under ``"raise"``, the first failure of a stage
+                function (see :meth:`execute_lazy`),
+                :class:`~ori.errors.OriTimeoutError` or
                 :class:`~ori.errors.OriWorkerCrashedError`.
         """
         with self.execute_lazy(
@@ -596,13 +646,20 @@ class PoolChain:
         calls every stage function on it in turn. No thread or process is
         started, which makes it the mode for debugging (breakpoints, profilers)
         and the reference the concurrent modes agree with: same results, same
-        order, same exception with the same note. Timeouts are not enforced.
+        order, same exception with the same note, and the same error policies
+        and retries (a failing call is simply called again). Timeouts are not
+        enforced and no statistics are kept.
+
+        Args:
+            iterable: the items to process.
+            on_error: the error policy, as for :meth:`execute_lazy`.
 
         Raises:
-            OriValidationError: at call time, if the chain has no stages or
-                *iterable* is not iterable.
-            Exception: while iterating, whatever a stage function raises, with a
-                note naming the stage, the input index and the argument.
+            OriValidationError: at call time, if the chain has no stages,
+                *iterable* is not iterable or *on_error* is not a policy.
+            Exception: while iterating, under ``"raise"``, whatever a stage
+                function raises, with a note naming the stage, the input index
+                and the argument.
         """
         specs = self._checked_specs()
         policy = check_on_error(on_error, allow_none=True) or self._on_error
@@ -615,11 +672,15 @@ class PoolChain:
 
         Blocks until done. See :meth:`execute_lazy_single_threaded`.
 
+        Args:
+            iterable: the items to process.
+            on_error: the error policy, as for :meth:`execute_lazy`.
+
         Raises:
-            OriValidationError: the chain has no stages or *iterable* is not
-                iterable.
-            Exception: whatever a stage function raises, with a note naming the
-                stage, the input index and the argument.
+            OriValidationError: the chain has no stages, *iterable* is not
+                iterable or *on_error* is not a policy.
+            Exception: under ``"raise"``, whatever a stage function raises,
+                with a note naming the stage, the input index and the argument.
         """
         return list(self.execute_lazy_single_threaded(iterable, on_error=on_error))
 

@@ -538,7 +538,8 @@ class ProcessStage(StageRuntime):
         With a timeout the worker published the exact item; otherwise only the
         slice it was in, and the slice's items run again one at a time: the one
         that kills a worker on its own is reported, the others are kept (so a
-        one-off kill from outside costs a re-run, not an error).
+        one-off kill from outside costs a re-run, not an error; every lost
+        worker is counted in the stage's ``workers_lost``).
         """
         lane.worker = None
         lane.crashes += 1

@@ -10,7 +10,9 @@ The consumer (whichever thread iterates) does everything on the user's side:
 it pulls the source (so the source is only ever touched by the caller's
 thread), keeps at most ``max_in_flight`` items between "pulled" and "yielded"
 (backpressure: the queues can then be unbounded and no put ever blocks),
-reorders results, applies the error policy and watches thread-stage deadlines.
+reorders results, applies the error policy (``_on_error``: raise, skip or a
+Failure in the item's place; retries happen earlier, in ``RunContext.report``)
+and watches thread-stage deadlines.
 Stages never block on each other, so nothing can deadlock, and memory is bounded
 by the window whatever the length of the input.
 
@@ -442,8 +444,9 @@ class PoolChainRun(Iterator[Any]):
     position, and ``next(run)`` works as well.
 
     The run ends, and every thread and worker process it started is stopped,
-    when the results run out, when a stage raises (the exception is re-raised
-    from ``next()``), on :meth:`close`, on leaving a ``with`` block, on
+    when the results run out, when an item fails under the ``"raise"`` error
+    policy (the exception is re-raised from ``next()``; ``"skip"`` and
+    ``"return"`` go on), on :meth:`close`, on leaving a ``with`` block, on
     KeyboardInterrupt inside ``next()``, or when the run is garbage collected
     (e.g. after ``break`` out of a ``for`` loop). After that, ``next()``
     raises StopIteration.
