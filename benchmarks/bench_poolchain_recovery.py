@@ -173,7 +173,7 @@ def run(quick: bool) -> list[Row]:
         unavailable(
             CRASH_BENCH,
             "multiprocessing.Pool.imap, with the crash",
-            pool_crash(n, 5.0 if quick else PEER_LIMIT_SECONDS),
+            pool_crash(n, 3.0 if quick else PEER_LIMIT_SECONDS),
         )
     )
     # The 1.5x target is for crashes; a stuck item costs its timeout

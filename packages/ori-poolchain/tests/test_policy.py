@@ -225,6 +225,20 @@ def test_stage_policy_overrides_the_chain() -> None:
         strict.execute_eager(range(5), on_error="return")
 
 
+def exit_on_two(x: int) -> int:
+    if x == 2:
+        raise SystemExit(f"stop at {x}")
+    return x
+
+
+def test_system_exit_from_a_stage_ends_the_run_whatever_the_policy() -> None:
+    chain = PoolChain(on_error="skip").add_threadpool(exit_on_two, max_workers=2, retries=3)
+    with pytest.raises(SystemExit, match="stop at 2"):
+        chain.execute_eager(range(5))
+    with pytest.raises(SystemExit, match="stop at 2"):
+        chain.execute_eager_single_threaded(range(5))
+
+
 def test_unordered_return_yields_every_item_once() -> None:
     chain = PoolChain().add_processpool(pw.fail_on_threes, max_workers=2)
     results = chain.execute_eager(range(30), ordered=False, on_error="return")

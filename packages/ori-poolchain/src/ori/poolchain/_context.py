@@ -58,7 +58,9 @@ class RunContext:
         An item with retries left in its stage goes back to that stage's queue
         instead, so it is neither counted nor seen as failed.
         """
-        if self.retries.again(record.stage.number, record.index, record.value):
+        if isinstance(record.exception, Exception) and self.retries.again(
+            record.stage.number, record.index, record.value
+        ):
             return
         self.stats.count_failure(record.stage.number)
         self.out_queue.put(record)

@@ -11,7 +11,9 @@ Data flow of one failure::
         "skip"   : the item is dropped and counted as skipped
         "return" : a :class:`Failure` takes the item's place in the results
 
-A stage's own ``on_error`` wins over the chain's (given to ``PoolChain()`` or
+Only :class:`Exception` subclasses are retried, skipped or returned: a
+KeyboardInterrupt or SystemExit raised by a stage function always ends the
+run. A stage's own ``on_error`` wins over the chain's (given to ``PoolChain()`` or
 to an execute method). Whatever the policy, every input item ends up exactly
 once as a result, a counted skip or a reported failure.
 """

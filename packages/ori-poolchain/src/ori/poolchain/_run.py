@@ -379,7 +379,8 @@ class _Engine:
             self._failure = record
             return
         policy = self._policies[record.stage.number - 1]
-        if policy != "raise":
+        # KeyboardInterrupt, SystemExit and the like always end the run.
+        if policy != "raise" and isinstance(record.exception, Exception):
             if policy == "skip":
                 self._skipped += 1
                 self.ctx.stats.skipped = self._skipped
