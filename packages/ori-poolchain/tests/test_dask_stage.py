@@ -312,3 +312,23 @@ def test_dask_stage_records_busy_time(client: Any) -> None:
     assert stats is not None
     assert stats.stages[0].items_out == 6
     assert stats.stages[0].busy_seconds > 0
+
+
+def test_dask_stage_error_policy_and_retries(client: Any, tmp_path: Path) -> None:
+    from ori.poolchain import Failure
+
+    chain = PoolChain().add_dask(workers.fail_on_three, client=client, on_error="return")
+    results = chain.execute_eager(range(6))
+    assert [r for r in results if not isinstance(r, Failure)] == [0, 1, 2, 4, 5]
+    failure = results[3]
+    assert isinstance(failure, Failure)
+    assert failure.index == 3
+    assert isinstance(failure.exception, ValueError)
+    skipping = PoolChain(on_error="skip").add_dask(workers.fail_on_three, client=client)
+    assert skipping.execute_eager(range(6)) == [0, 1, 2, 4, 5]
+    import poolchain_policy_workers as pw
+
+    retried = PoolChain().add_dask(pw.flaky, client=client, chunksize=1, retries=1)
+    items = [(str(tmp_path), x) for x in range(4)]
+    assert retried.execute_eager(items) == [0, 1, 2, 3]
+    assert len(list(tmp_path.iterdir())) == 4  # every item failed once
