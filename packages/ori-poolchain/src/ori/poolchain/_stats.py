@@ -46,7 +46,9 @@ class StageStats:
             first stage, handed on by the previous stage otherwise).
         items_out: items it finished and handed on.
         items_failed: items it reported as failed (exceptions, timeouts,
-            crashed workers), whatever the error policy then did with them.
+            crashed workers) once their ``retries`` ran out, whatever the
+            error policy then did with them. A retry that succeeds counts
+            once, in ``items_out``.
         queue_depth: items handed to it and not finished: waiting in its queue
             or being worked on. After the run, the items it never finished.
         peak_queue_depth: the highest queue depth seen (sampled every few
