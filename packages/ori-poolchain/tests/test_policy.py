@@ -6,6 +6,7 @@ import concurrent.futures
 import multiprocessing
 import pickle
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -124,12 +125,23 @@ def test_a_stuck_item_under_skip_in_a_later_stage_loses_no_other_item() -> None:
 
 
 def test_thread_stage_timeout_under_return_is_reported_promptly() -> None:
-    chain = PoolChain().add_threadpool(workers.sleep_for, max_workers=2, timeout=0.2)
-    started = time.monotonic()
-    results = chain.execute_eager([0.0, 1.5, 0.0, 0.0], on_error="return")
-    assert time.monotonic() - started < 1.4  # reported before the call returns
-    assert results[0] == 0.0
-    assert results[2:] == [0.0, 0.0]
+    # Item 1 blocks until the test releases it, after the run: the run can
+    # only end if the timeout was reported while the call was still going on.
+    release = threading.Event()
+
+    def block_on_one(x: int) -> int:
+        if x == 1:
+            release.wait(60)
+        return x
+
+    chain = PoolChain().add_threadpool(block_on_one, max_workers=2, timeout=0.2)
+    try:
+        results = chain.execute_eager(range(4), on_error="return")
+        assert not release.is_set()
+    finally:
+        release.set()  # the stuck call returns; its (daemon) thread exits
+    assert results[0] == 0
+    assert results[2:] == [2, 3]
     assert isinstance(results[1], Failure)
     assert isinstance(results[1].exception, OriTimeoutError)
     assert "a thread cannot be stopped" in str(results[1].exception)
