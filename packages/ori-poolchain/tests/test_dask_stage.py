@@ -60,7 +60,7 @@ def client(distributed: Any) -> Iterator[Any]:
     threads) here, so that no test is blamed for them.
     """
     cluster = distributed.LocalCluster(
-        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
     )
     client = distributed.Client(cluster)
     try:
@@ -243,7 +243,7 @@ CHILD = textwrap.dedent(
 
     if __name__ == "__main__":
         cluster = LocalCluster(
-            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
         )
         client = Client(cluster)
         chain = PoolChain().add_dask(sw.nap, client=client, chunksize=1).add_threadpool(str)
