@@ -12,9 +12,10 @@ import multiprocessing
 import multiprocessing.context
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator
+from types import TracebackType
 from typing import IO, Any
 
-from ori.errors import OriValidationError
+from ori.errors import OriInvalidStateError, OriValidationError
 from ori.errors.validation import (
     check_callable,
     check_executor_class,
@@ -27,11 +28,14 @@ from ori.errors.validation import (
 from ._async_stage import DEFAULT_MAX_CONCURRENCY, async_spec
 from ._dask_stage import dask_spec
 from ._future_stage import instance_spec
+from ._pickling import check_stage_function
+from ._process_stage import STOP_GRACE_SECONDS
 from ._progress import progress_setup
 from ._run import PoolChainRun, start_run
 from ._sequential import run_sequentially
 from ._stages import StageKind, StageSpec
 from ._stats import ChainStats, RunStats
+from ._warm import WarmPools
 
 
 def _check_mp_context(value: object) -> multiprocessing.context.BaseContext | None:
@@ -42,6 +46,52 @@ def _check_mp_context(value: object) -> multiprocessing.context.BaseContext | No
         f"multiprocessing.get_context('spawn'), got {describe(value)}; pass None for "
         "the interpreter's default start method"
     )
+
+
+def _context_for(
+    mp_context: object, start_method: object
+) -> multiprocessing.context.BaseContext | None:
+    context = _check_mp_context(mp_context)
+    if start_method is None:
+        return context
+    if context is not None:
+        raise OriValidationError(
+            "give either mp_context or start_method, not both: start_method="
+            f"{start_method!r} is a shorthand for mp_context=multiprocessing.get_context(...)"
+        )
+    methods = multiprocessing.get_all_start_methods()
+    if not isinstance(start_method, str) or start_method not in methods:
+        raise OriValidationError(
+            f"start_method must be one of {', '.join(map(repr, methods))} on this platform, "
+            f"got {describe(start_method)}; or None for the interpreter's default"
+        )
+    return multiprocessing.get_context(start_method)
+
+
+def _check_initializer(
+    initializer: Callable[..., Any] | None, initargs: object
+) -> tuple[Callable[..., Any], tuple[Any, ...]] | None:
+    if initializer is None:
+        if initargs != ():
+            raise OriValidationError(
+                "initargs were given without an initializer; pass initializer= too "
+                "(or leave initargs empty)"
+            )
+        return None
+    check_callable(initializer, "initializer")
+    if isinstance(initargs, (str, bytes)) or not isinstance(initargs, Iterable):
+        raise OriValidationError(
+            f"initargs must be a tuple of arguments for the initializer, got {describe(initargs)}"
+        )
+    return initializer, tuple(initargs)
+
+
+def _no_initializer(initializer: object, where: str) -> None:
+    if initializer is not None:
+        raise OriValidationError(
+            f"initializer only applies to thread and process stages, not to {where}; "
+            "set the executor up yourself, or use add_threadpool/add_processpool"
+        )
 
 
 def _start_method(context: multiprocessing.context.BaseContext | None) -> str | None:
@@ -81,6 +131,7 @@ class PoolChain:
     def __init__(self) -> None:
         self._specs: list[StageSpec] = []
         self._latest: RunStats | None = None  # statistics of the most recent run
+        self._pools: WarmPools | None = None  # inside ``with``: workers kept between runs
 
     # -- building -------------------------------------------------------------
 
@@ -94,6 +145,9 @@ class PoolChain:
         chunksize: int | None = None,
         mp_context: multiprocessing.context.BaseContext | None = None,
         executor: concurrent.futures.Executor | None = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Iterable[Any] = (),
+        start_method: str | None = None,
     ) -> PoolChain:
         """Append a stage that runs *function* on every item, on *executor_class* or *executor*.
 
@@ -140,6 +194,18 @@ class PoolChain:
                 ``None`` uses the interpreter's default.
             executor: a :class:`concurrent.futures.Executor` instance you own
                 and shut down yourself; Ori never shuts it down.
+            initializer: called as ``initializer(*initargs)`` once in every
+                worker process (process stages) or lane thread (thread stages)
+                before its first item, e.g. to open a connection or load a
+                model into a module-level variable. If it raises, the
+                execution fails with :class:`~ori.errors.OriError` naming the
+                stage, the initializer's exception chained. Thread and process
+                stages only.
+            initargs: the arguments of *initializer* (a tuple or other
+                iterable; picklable for process stages).
+            start_method: ``"spawn"``, ``"fork"`` or ``"forkserver"`` for a
+                process stage: a shorthand for *mp_context* (give at most one
+                of the two).
 
         Returns:
             This chain, for chaining calls.
@@ -152,8 +218,12 @@ class PoolChain:
                 *max_workers*,
                 *timeout* or *chunksize* is not a positive number of the right
                 type; *mp_context* is not a multiprocessing context or is given
-                for a stage that is not a process stage; a process stage was
-                given a lambda or a nested function.
+                for a stage that is not a process stage; *start_method* is not
+                a start method of this platform, or given with *mp_context*;
+                *initializer* is not callable or given for a stage that is not
+                a thread or process stage; a process stage was given a lambda
+                or a nested function and cloudpickle is not installed (the
+                message says how to install the extra).
             OriNoInteractiveProcessPools: a process stage was given a function
                 defined in an interactive session or ``python -c`` and its
                 workers are not forked, so they could not import it.
@@ -166,11 +236,13 @@ class PoolChain:
                     "and shuts down per execution) and executor= (an Executor instance you "
                     f"own), got {'both' if executor is not None else 'neither'}"
                 )
-            if mp_context is not None:
+            if mp_context is not None or start_method is not None:
+                which = "mp_context" if mp_context is not None else "start_method"
                 raise OriValidationError(
-                    "mp_context does not apply to executor=: your executor already has "
+                    f"{which} does not apply to executor=: your executor already has "
                     "its start method; leave it None"
                 )
+            _no_initializer(initializer, "executor=")
             spec = instance_spec(
                 function, executor, max_workers=max_workers, timeout=timeout, chunksize=chunksize
             )
@@ -187,14 +259,21 @@ class PoolChain:
         workers = check_positive_int(max_workers, "max_workers")
         seconds = check_positive_number(timeout, "timeout")
         chunk = check_positive_int(chunksize, "chunksize")
-        context = _check_mp_context(mp_context)
+        context = _context_for(mp_context, start_method)
         if context is not None and kind != "process":
             raise OriValidationError(
                 "mp_context only applies to process stages (add_processpool, or add with "
                 f"executor_class=ProcessPoolExecutor), not to {cls.__name__}; leave it None"
             )
-        if kind == "process" or issubclass(cls, concurrent.futures.ProcessPoolExecutor):
+        if kind == "process":
+            check_stage_function(function, _start_method(context), "function")
+        elif issubclass(cls, concurrent.futures.ProcessPoolExecutor):
             check_process_function(function, _start_method(context), name="function")
+        if kind == "executor":
+            _no_initializer(initializer, cls.__name__)
+        setup = _check_initializer(initializer, initargs)
+        if setup is not None and kind == "process":
+            check_stage_function(setup[0], _start_method(context), "initializer")
         self._specs.append(
             StageSpec(
                 function=function,
@@ -204,6 +283,8 @@ class PoolChain:
                 chunksize=chunk,
                 executor_class=cls if kind == "executor" else None,
                 mp_context=context,
+                initializer=None if setup is None else setup[0],
+                initargs=() if setup is None else setup[1],
             )
         )
         return self
@@ -214,6 +295,8 @@ class PoolChain:
         *,
         max_workers: int | None = None,
         timeout: float | None = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Iterable[Any] = (),
     ) -> PoolChain:
         """Append a stage that runs *function* in a pool of threads.
 
@@ -230,19 +313,28 @@ class PoolChain:
             max_workers: number of threads; ``None`` means ``min(32, CPUs + 4)``,
                 like ``ThreadPoolExecutor``.
             timeout: seconds one item may run (int or float > 0), or ``None``.
+            initializer: called as ``initializer(*initargs)`` once in every
+                lane thread before its first item (threads are started per
+                execution, so once per thread per execution); if it raises,
+                the execution fails with :class:`~ori.errors.OriError` naming
+                the stage.
+            initargs: the arguments of *initializer*.
 
         Returns:
             This chain, for chaining calls.
 
         Raises:
-            OriValidationError: *function* is not callable, or *max_workers* or
-                *timeout* is not a positive number of the right type.
+            OriValidationError: *function* or *initializer* is not callable,
+                or *max_workers* or *timeout* is not a positive number of the
+                right type.
         """
         return self.add(
             function,
             executor_class=concurrent.futures.ThreadPoolExecutor,
             max_workers=max_workers,
             timeout=timeout,
+            initializer=initializer,
+            initargs=initargs,
         )
 
     def add_processpool(
@@ -253,14 +345,26 @@ class PoolChain:
         timeout: float | None = None,
         chunksize: int | None = None,
         mp_context: multiprocessing.context.BaseContext | None = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Iterable[Any] = (),
+        start_method: str | None = None,
     ) -> PoolChain:
         """Append a stage that runs *function* in worker processes Ori owns.
 
         Suits pure-Python computation, which threads cannot run in parallel.
-        Items and results are pickled, so they must be picklable, and the
-        function travels by reference: define it with ``def`` at the top level
-        of a module (or use a builtin). Lambdas and nested functions are
-        refused here, with the fix in the message.
+        Items and results are pickled (standard pickle), so they must be
+        picklable. The function travels by reference: a function defined with
+        ``def`` at the top level of a module, or a builtin. With the
+        ``cloudpickle`` extra installed (``pip install
+        'ori-poolchain[cloudpickle]'``), lambdas, closures and functions typed
+        into a REPL or ``python -c`` work too, under every start method: such
+        a function is sent by value once per worker process start, never per
+        item. Without the extra they are refused here, with the fix in the
+        message.
+
+        Inside ``with chain:`` the stage's worker processes stay alive between
+        executions (see :meth:`__enter__`), so *initializer* then runs once
+        per worker for the whole block.
 
         An item that exceeds *timeout* has its worker process killed and
         replaced, and fails with :class:`~ori.errors.OriTimeoutError`; a worker
@@ -283,18 +387,32 @@ class PoolChain:
                 work per chunk; ``1`` sends items one by one.
             mp_context: a :mod:`multiprocessing` context selecting the start
                 method (fork, spawn, forkserver); ``None`` uses the default.
+            initializer: called as ``initializer(*initargs)`` once in every
+                worker process before its first item (also in a worker that
+                replaces a crashed or killed one), e.g. to load a model into a
+                module-level variable. Same pickling rules as *function*. If
+                it raises, the execution fails with
+                :class:`~ori.errors.OriError` naming the stage, the worker's
+                traceback chained; its workers are stopped, nothing hangs.
+            initargs: the (picklable) arguments of *initializer*.
+            start_method: ``"spawn"``, ``"fork"`` or ``"forkserver"``: a
+                shorthand for ``mp_context=multiprocessing.get_context(...)``;
+                give at most one of the two.
 
         Returns:
             This chain, for chaining calls.
 
         Raises:
-            OriValidationError: *function* is not callable, is a lambda or a
-                nested function; *max_workers*, *timeout* or *chunksize* is
-                not a positive number of the right type; *mp_context* is not a
-                multiprocessing context.
+            OriValidationError: *function* or *initializer* is not callable,
+                or is a lambda or a nested function while cloudpickle is not
+                installed; *max_workers*, *timeout* or *chunksize* is not a
+                positive number of the right type; *mp_context* is not a
+                multiprocessing context; *start_method* is unknown on this
+                platform or given together with *mp_context*.
             OriNoInteractiveProcessPools: *function* was defined in an
-                interactive session or ``python -c`` and the start method is not
-                fork, so the workers could not import it.
+                interactive session or ``python -c``, the start method is not
+                fork and cloudpickle is not installed, so the workers could not
+                import it.
         """
         return self.add(
             function,
@@ -303,6 +421,9 @@ class PoolChain:
             timeout=timeout,
             chunksize=chunksize,
             mp_context=mp_context,
+            initializer=initializer,
+            initargs=initargs,
+            start_method=start_method,
         )
 
     def add_asyncpool(
@@ -506,12 +627,20 @@ class PoolChain:
         for spec in specs:
             if spec.kind == "process":
                 # The default start method may have changed since add time.
-                check_process_function(
-                    spec.function, _start_method(spec.mp_context), name="function"
-                )
+                method = _start_method(spec.mp_context)
+                check_stage_function(spec.function, method, "function")
+                if spec.initializer is not None:
+                    check_stage_function(spec.initializer, method, "initializer")
         source = _check_iterable(iterable)
         bars = progress_setup(progress, iterable)
-        run = start_run(specs, source, ordered=ordered, max_in_flight=window, progress=bars)
+        run = start_run(
+            specs,
+            source,
+            ordered=ordered,
+            max_in_flight=window,
+            progress=bars,
+            pools=self._pools,
+        )
         self._latest = run._run_stats
         return run
 
@@ -576,6 +705,59 @@ class PoolChain:
                 stage, the input index and the argument.
         """
         return list(self.execute_lazy_single_threaded(iterable))
+
+    # -- warm pools -------------------------------------------------------------
+
+    def __enter__(self) -> PoolChain:
+        """Keep the chain's worker processes alive across executions until ``__exit__``.
+
+        Inside ``with chain:`` every process stage keeps its worker processes
+        (and what its *initializer* set up in them) from one ``execute_*``
+        call to the next, so many small executions do not each pay for
+        starting processes. A worker is reused only if its previous execution
+        left it idle and clean; one that was busy when an execution ended
+        early (``break``, an error, Ctrl-C, a timeout) or that died is
+        replaced by a fresh one. Thread, asyncio and executor stages start
+        per execution as outside a ``with`` (threads start in microseconds).
+
+        One execution at a time uses the warm workers; an execution started
+        while another one of the same chain is still open (another thread, or
+        a lazy run not yet finished or closed) runs with its own workers,
+        started and stopped for it alone, as outside a ``with``.
+
+        Does not block (workers start with the first execution); call it
+        from the thread that builds the chain.
+
+        Returns:
+            This chain.
+
+        Raises:
+            OriInvalidStateError: the chain is already inside a ``with``.
+        """
+        if self._pools is not None:
+            raise OriInvalidStateError(
+                "this PoolChain is already inside a 'with' block; nest no second 'with' "
+                "on the same chain (build another chain if you need separate pools)"
+            )
+        self._pools = WarmPools()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close an execution still using the warm workers, then stop every worker.
+
+        Blocks until the worker processes have exited (a few seconds at most:
+        idle workers are told to exit, busy ones are terminated). Call it from
+        the thread that entered the ``with``. Exceptions of the block
+        propagate unchanged.
+        """
+        pools, self._pools = self._pools, None
+        if pools is not None:
+            pools.close(STOP_GRACE_SECONDS)
 
     # -- statistics -------------------------------------------------------------
 

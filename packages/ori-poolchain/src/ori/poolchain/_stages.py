@@ -66,6 +66,10 @@ class StageSpec:
     # What "instance" and "dask" stages submit to (an Executor instance or a
     # distributed.Client); the user owns it and Ori never shuts it down.
     backend: Any = None
+    # Called as initializer(*initargs) once per worker process (process
+    # stages) or lane thread (thread stages) before its first item.
+    initializer: Callable[..., Any] | None = None
+    initargs: tuple[Any, ...] = ()
 
     @property
     def workers(self) -> int:
