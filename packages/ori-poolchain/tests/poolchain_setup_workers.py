@@ -50,3 +50,18 @@ def slow_pid(x: float) -> int:
 
     time.sleep(x)
     return os.getpid()
+
+
+def pid_and_double(x: int) -> tuple[int, int]:
+    """(pid, 2 * x), after a short nap for items divisible by 5."""
+    import time
+
+    if x % 5 == 0:
+        time.sleep(0.02)
+    return os.getpid(), 2 * x
+
+
+def fail_on_three(x: int) -> int:
+    if x == 3:
+        raise ValueError("three")
+    return 2 * x

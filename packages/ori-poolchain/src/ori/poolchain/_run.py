@@ -141,7 +141,8 @@ class _Engine:
                 stage.sizer.cap(max_in_flight // (2 * stage.workers))
         self._closer = _Closer(ctx, stages)
         if ctx.pools is not None:
-            ctx.pools.attach(ctx, self._closer.close)
+            # Weakly: the pools must not keep a dropped run from being collected.
+            ctx.pools.attach(ctx, weakref.WeakMethod(self.close))
         self._finalizer = weakref.finalize(self, self._closer.close)
         self._source = source
         self._ordered = ordered

@@ -42,7 +42,7 @@ class WarmPools:
         # spec is kept so that its id cannot be reused while the pools live.
         self._stages: dict[tuple[int, int], tuple[Any, Any, dict[int, PooledWorker]]] = {}
         self._owner: object | None = None
-        self._close_owner: Callable[[], None] | None = None
+        self._close_owner: Callable[[], Callable[[], None] | None] | None = None
         self.closed = False
 
     def acquire(self, run: object) -> bool:
@@ -54,8 +54,8 @@ class WarmPools:
             self._close_owner = None
             return True
 
-    def attach(self, run: object, close: Callable[[], None]) -> None:
-        """Remember how to close *run*, for :meth:`close`."""
+    def attach(self, run: object, close: Callable[[], Callable[[], None] | None]) -> None:
+        """Remember how to close *run* (a weak method), for :meth:`close`."""
         with self._lock:
             if self._owner is run:
                 self._close_owner = close
@@ -105,8 +105,9 @@ class WarmPools:
         with self._lock:
             self.closed = True
             close_owner = self._close_owner
-        if close_owner is not None:
-            close_owner()
+        close = None if close_owner is None else close_owner()
+        if close is not None:
+            close()
         with self._lock:
             idle = [worker for entry in self._stages.values() for worker in entry[2].values()]
             self._stages.clear()
