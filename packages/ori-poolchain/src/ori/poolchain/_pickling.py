@@ -13,6 +13,7 @@ inherit the function from the parent's memory and need none of this.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import multiprocessing.context
@@ -33,6 +34,12 @@ def cloudpickle_available() -> bool:
     """True when the optional ``cloudpickle`` package can be imported."""
     if "cloudpickle" in sys.modules:
         return sys.modules["cloudpickle"] is not None
+    return _installed()
+
+
+@functools.lru_cache(maxsize=1)
+def _installed() -> bool:
+    # Cached: every execution asks, and a search of sys.path costs file stats.
     try:
         return importlib.util.find_spec("cloudpickle") is not None
     except (ImportError, ValueError):
