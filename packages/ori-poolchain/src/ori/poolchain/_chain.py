@@ -119,7 +119,9 @@ class PoolChain:
 
     Building a chain starts nothing; each execution starts its own threads and
     worker processes and stops all of them when it ends, so a chain can be
-    executed again. Building is not thread-safe; executing is.
+    executed again. Inside ``with chain:`` the worker processes stay alive
+    from one execution to the next instead (see :meth:`__enter__`).
+    Building is not thread-safe; executing is.
 
     Example:
         >>> from ori.poolchain import PoolChain
