@@ -8,7 +8,8 @@ process stage of ``max_workers=2`` then a thread stage), the median over 50
 executions in a row. Peers do the same work with a ``ProcessPoolExecutor``
 created per execution, one reused across executions, and a reused
 ``multiprocessing.Pool``. Everything uses the interpreter's default start
-method.
+method, plus a pair of ori rows with ``start_method="spawn"``, where starting
+workers costs most.
 
 Run: ``python benchmarks/bench_poolchain_warm.py [--quick]``.
 """
@@ -108,6 +109,44 @@ def run(quick: bool) -> list[Row]:
         executor_warm()
         rows.append(
             row("ProcessPoolExecutor reused", per_execution(executions, executor_warm), note)
+        )
+
+    # Spawned workers cost far more to start than forked ones: the case warm
+    # pools are for (notebooks on macOS and Windows, or Python 3.14's default).
+    spawn_executions = 5 if quick else 20
+    spawn_note = f"start_method='spawn', median of {spawn_executions} executions"
+
+    def build_spawn() -> PoolChain:
+        return (
+            PoolChain()
+            .add_processpool(square, max_workers=WORKERS, start_method="spawn")
+            .add_threadpool(label)
+        )
+
+    cold_spawn = build_spawn()
+
+    def ori_cold_spawn() -> None:
+        assert cold_spawn.execute_eager(range(ITEMS)) == expected
+
+    rows.append(
+        row(
+            "ori PoolChain, spawn, pools per execution (no with)",
+            per_execution(spawn_executions, ori_cold_spawn),
+            spawn_note,
+        )
+    )
+    with build_spawn() as warm_spawn:
+
+        def ori_warm_spawn() -> None:
+            assert warm_spawn.execute_eager(range(ITEMS)) == expected
+
+        ori_warm_spawn()
+        rows.append(
+            row(
+                "ori PoolChain, spawn, inside 'with chain:' (warm)",
+                per_execution(spawn_executions, ori_warm_spawn),
+                spawn_note,
+            )
         )
 
     with multiprocessing.Pool(WORKERS) as mp_pool:
