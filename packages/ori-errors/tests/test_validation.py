@@ -104,6 +104,13 @@ def test_process_function_refuses_interactive_main(monkeypatch: pytest.MonkeyPat
     with pytest.raises(OriNoInteractiveProcessPools, match="interactive session"):
         check_process_function(f, "spawn")
     assert check_process_function(f, "fork") is f
+    with pytest.raises(OriNoInteractiveProcessPools, match=r"start method; pip install x\[y\]$"):
+        check_process_function(f, "spawn", hint="pip install x[y]")
+
+
+def test_process_function_hint_ends_the_message() -> None:
+    with pytest.raises(OriValidationError, match=r"thread pool; install the extra$"):
+        check_process_function(lambda: None, "spawn", hint="install the extra")
 
 
 def test_describe_is_short() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
+import sys
 import threading
 from typing import Any
 
@@ -222,7 +223,10 @@ def test_non_executor_class_is_refused(cls: object) -> None:
         PoolChain().add(workers.double, executor_class=cls)  # type: ignore[arg-type]
 
 
-def test_lambda_and_closure_are_refused_for_process_stages() -> None:
+def test_lambda_and_closure_are_refused_for_process_stages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "cloudpickle", None)  # without the extra
     with pytest.raises(OriValidationError, match="lambda") as info:
         PoolChain().add_processpool(lambda x: x)
     assert "define it with 'def' at the top level of a module" in str(info.value)

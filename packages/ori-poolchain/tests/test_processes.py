@@ -71,6 +71,8 @@ def _python_c(code: str) -> subprocess.CompletedProcess[str]:
 def test_python_c_function_refused_up_front_unless_forked() -> None:
     done = _python_c(
         """
+        import sys
+        sys.modules["cloudpickle"] = None  # without the cloudpickle extra
         import multiprocessing
         from ori.errors import OriNoInteractiveProcessPools
         from ori.poolchain import PoolChain
@@ -102,6 +104,8 @@ def test_python_c_function_refused_up_front_unless_forked() -> None:
 def test_python_c_default_start_method_works_or_refuses_up_front() -> None:
     done = _python_c(
         """
+        import sys
+        sys.modules["cloudpickle"] = None  # without the cloudpickle extra
         from ori.errors import OriNoInteractiveProcessPools
         from ori.poolchain import PoolChain
 
@@ -128,6 +132,8 @@ def test_python_c_default_start_method_works_or_refuses_up_front() -> None:
 def test_start_method_changed_after_add_is_checked_at_execute_time() -> None:
     done = _python_c(
         """
+        import sys
+        sys.modules["cloudpickle"] = None  # without the cloudpickle extra
         import multiprocessing
         from ori.errors import OriNoInteractiveProcessPools
         from ori.poolchain import PoolChain

@@ -280,6 +280,7 @@ def check_process_function(
     *,
     name: str = "func",
     allow_by_value: bool = False,
+    hint: str | None = None,
 ) -> _C:
     """Check that *func* can be sent to a worker process started by *start_method*.
 
@@ -296,6 +297,9 @@ def check_process_function(
         name: the argument name used in error messages.
         allow_by_value: ``True`` when the caller can pickle functions by value
             (cloudpickle is available), in which case every callable is accepted.
+        hint: one more way to fix the problem, appended to the error messages
+            (e.g. which optional extra to install so that *func* can be sent
+            by value).
 
     Returns:
         *func* itself, unchanged.
@@ -328,13 +332,17 @@ def check_process_function(
         raise OriValidationError(
             f"{name} {qualname!r} is a lambda or a function defined inside another "
             "function, which cannot be sent to a worker process; define it with "
-            "'def' at the top level of a module, or use a thread pool"
+            "'def' at the top level of a module, or use a thread pool" + _hint(hint)
         )
     if method != "fork" and _is_interactive_main(module_name):
         raise OriNoInteractiveProcessPools(
             f"{name} {qualname!r} was defined in an interactive session or 'python -c', "
             f"so worker processes started with {method!r} cannot import it; save it in "
             "a .py file and import it from there, use a thread pool, or use the "
-            "'fork' start method"
+            "'fork' start method" + _hint(hint)
         )
     return func
+
+
+def _hint(hint: str | None) -> str:
+    return f"; {hint}" if hint else ""

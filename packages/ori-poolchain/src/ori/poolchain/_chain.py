@@ -13,9 +13,10 @@ import multiprocessing
 import multiprocessing.context
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator
+from types import TracebackType
 from typing import IO, Any
 
-from ori.errors import OriValidationError
+from ori.errors import OriInvalidStateError, OriValidationError
 from ori.errors.validation import (
     check_callable,
     check_executor_class,
@@ -28,12 +29,15 @@ from ori.errors.validation import (
 from ._async_stage import DEFAULT_MAX_CONCURRENCY, async_spec
 from ._dask_stage import dask_spec
 from ._future_stage import instance_spec
+from ._pickling import check_stage_function
 from ._policy import OnError, check_on_error, check_retries
+from ._process_stage import STOP_GRACE_SECONDS
 from ._progress import progress_setup
 from ._run import PoolChainRun, start_run
 from ._sequential import run_sequentially
 from ._stages import StageKind, StageSpec
 from ._stats import ChainStats, RunStats
+from ._warm import WarmPools
 
 
 def _check_mp_context(value: object) -> multiprocessing.context.BaseContext | None:
@@ -44,6 +48,52 @@ def _check_mp_context(value: object) -> multiprocessing.context.BaseContext | No
         f"multiprocessing.get_context('spawn'), got {describe(value)}; pass None for "
         "the interpreter's default start method"
     )
+
+
+def _context_for(
+    mp_context: object, start_method: object
+) -> multiprocessing.context.BaseContext | None:
+    context = _check_mp_context(mp_context)
+    if start_method is None:
+        return context
+    if context is not None:
+        raise OriValidationError(
+            "give either mp_context or start_method, not both: start_method="
+            f"{start_method!r} is a shorthand for mp_context=multiprocessing.get_context(...)"
+        )
+    methods = multiprocessing.get_all_start_methods()
+    if not isinstance(start_method, str) or start_method not in methods:
+        raise OriValidationError(
+            f"start_method must be one of {', '.join(map(repr, methods))} on this platform, "
+            f"got {describe(start_method)}; or None for the interpreter's default"
+        )
+    return multiprocessing.get_context(start_method)
+
+
+def _check_initializer(
+    initializer: Callable[..., Any] | None, initargs: object
+) -> tuple[Callable[..., Any], tuple[Any, ...]] | None:
+    if initializer is None:
+        if initargs != ():
+            raise OriValidationError(
+                "initargs were given without an initializer; pass initializer= too "
+                "(or leave initargs empty)"
+            )
+        return None
+    check_callable(initializer, "initializer")
+    if isinstance(initargs, (str, bytes)) or not isinstance(initargs, Iterable):
+        raise OriValidationError(
+            f"initargs must be a tuple of arguments for the initializer, got {describe(initargs)}"
+        )
+    return initializer, tuple(initargs)
+
+
+def _no_initializer(initializer: object, where: str) -> None:
+    if initializer is not None:
+        raise OriValidationError(
+            f"initializer only applies to thread and process stages, not to {where}; "
+            "set the executor up yourself, or use add_threadpool/add_processpool"
+        )
 
 
 def _start_method(context: multiprocessing.context.BaseContext | None) -> str | None:
@@ -71,7 +121,9 @@ class PoolChain:
 
     Building a chain starts nothing; each execution starts its own threads and
     worker processes and stops all of them when it ends, so a chain can be
-    executed again. Building is not thread-safe; executing is.
+    executed again. Inside ``with chain:`` the worker processes stay alive
+    from one execution to the next instead (see :meth:`__enter__`).
+    Building is not thread-safe; executing is.
 
     A failing item stops the run by default; *on_error* chooses otherwise for
     the whole chain, each ``add*`` method's *on_error* for one stage, and an
@@ -98,6 +150,7 @@ class PoolChain:
         self._on_error: str = check_on_error(on_error)
         self._specs: list[StageSpec] = []
         self._latest: RunStats | None = None  # statistics of the most recent run
+        self._pools: WarmPools | None = None  # inside ``with``: workers kept between runs
 
     def _append(self, spec: StageSpec, on_error: object, retries: object) -> PoolChain:
         policy = check_on_error(on_error, allow_none=True)
@@ -119,6 +172,9 @@ class PoolChain:
         executor: concurrent.futures.Executor | None = None,
         on_error: OnError | None = None,
         retries: int = 0,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Iterable[Any] = (),
+        start_method: str | None = None,
     ) -> PoolChain:
         """Append a stage that runs *function* on every item, on *executor_class* or *executor*.
 
@@ -172,6 +228,18 @@ class PoolChain:
                 (exception, timeout or crashed worker) is tried before the
                 policy applies; ``0`` (default): none. A retried item goes
                 back to this stage's queue and may run more than once.
+            initializer: called as ``initializer(*initargs)`` once in every
+                worker process (process stages) or lane thread (thread stages)
+                before its first item, e.g. to open a connection or load a
+                model into a module-level variable. If it raises, the
+                execution fails with :class:`~ori.errors.OriError` naming the
+                stage, the initializer's exception chained. Thread and process
+                stages only.
+            initargs: the arguments of *initializer* (a tuple or other
+                iterable; picklable for process stages).
+            start_method: ``"spawn"``, ``"fork"`` or ``"forkserver"`` for a
+                process stage: a shorthand for *mp_context* (give at most one
+                of the two).
 
         Returns:
             This chain, for chaining calls.
@@ -184,8 +252,12 @@ class PoolChain:
                 *max_workers*,
                 *timeout* or *chunksize* is not a positive number of the right
                 type; *mp_context* is not a multiprocessing context or is given
-                for a stage that is not a process stage; a process stage was
-                given a lambda or a nested function; *on_error* is not a
+                for a stage that is not a process stage; *start_method* is not
+                a start method of this platform, or given with *mp_context*;
+                *initializer* is not callable or given for a stage that is not
+                a thread or process stage; a process stage was given a lambda
+                or a nested function and cloudpickle is not installed (the
+                message says how to install the extra); *on_error* is not a
                 policy or *retries* not an int >= 0.
             OriNoInteractiveProcessPools: a process stage was given a function
                 defined in an interactive session or ``python -c`` and its
@@ -199,11 +271,13 @@ class PoolChain:
                     "and shuts down per execution) and executor= (an Executor instance you "
                     f"own), got {'both' if executor is not None else 'neither'}"
                 )
-            if mp_context is not None:
+            if mp_context is not None or start_method is not None:
+                which = "mp_context" if mp_context is not None else "start_method"
                 raise OriValidationError(
-                    "mp_context does not apply to executor=: your executor already has "
+                    f"{which} does not apply to executor=: your executor already has "
                     "its start method; leave it None"
                 )
+            _no_initializer(initializer, "executor=")
             spec = instance_spec(
                 function, executor, max_workers=max_workers, timeout=timeout, chunksize=chunksize
             )
@@ -219,14 +293,21 @@ class PoolChain:
         workers = check_positive_int(max_workers, "max_workers")
         seconds = check_positive_number(timeout, "timeout")
         chunk = check_positive_int(chunksize, "chunksize")
-        context = _check_mp_context(mp_context)
+        context = _context_for(mp_context, start_method)
         if context is not None and kind != "process":
             raise OriValidationError(
                 "mp_context only applies to process stages (add_processpool, or add with "
                 f"executor_class=ProcessPoolExecutor), not to {cls.__name__}; leave it None"
             )
-        if kind == "process" or issubclass(cls, concurrent.futures.ProcessPoolExecutor):
+        if kind == "process":
+            check_stage_function(function, _start_method(context), "function")
+        elif issubclass(cls, concurrent.futures.ProcessPoolExecutor):
             check_process_function(function, _start_method(context), name="function")
+        if kind == "executor":
+            _no_initializer(initializer, cls.__name__)
+        setup = _check_initializer(initializer, initargs)
+        if setup is not None and kind == "process":
+            check_stage_function(setup[0], _start_method(context), "initializer")
         spec = StageSpec(
             function=function,
             kind=kind,
@@ -235,6 +316,8 @@ class PoolChain:
             chunksize=chunk,
             executor_class=cls if kind == "executor" else None,
             mp_context=context,
+            initializer=None if setup is None else setup[0],
+            initargs=() if setup is None else setup[1],
         )
         return self._append(spec, on_error, retries)
 
@@ -246,6 +329,8 @@ class PoolChain:
         timeout: float | None = None,
         on_error: OnError | None = None,
         retries: int = 0,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Iterable[Any] = (),
     ) -> PoolChain:
         """Append a stage that runs *function* in a pool of threads.
 
@@ -269,14 +354,21 @@ class PoolChain:
                 (exception, timeout or crashed worker) is tried before the
                 policy applies; ``0`` (default): none. A retried item goes
                 back to this stage's queue and may run more than once.
+            initializer: called as ``initializer(*initargs)`` once in every
+                lane thread before its first item (threads are started per
+                execution, so once per thread per execution); if it raises,
+                the execution fails with :class:`~ori.errors.OriError` naming
+                the stage.
+            initargs: the arguments of *initializer*.
 
         Returns:
             This chain, for chaining calls.
 
         Raises:
-            OriValidationError: *function* is not callable, or *max_workers* or
-                *timeout* is not a positive number of the right type, or
-                *on_error* is not a policy or *retries* not an int >= 0.
+            OriValidationError: *function* or *initializer* is not callable,
+                or *max_workers* or *timeout* is not a positive number of the
+                right type, or *on_error* is not a policy or *retries* not an
+                int >= 0.
         """
         return self.add(
             function,
@@ -285,6 +377,8 @@ class PoolChain:
             timeout=timeout,
             on_error=on_error,
             retries=retries,
+            initializer=initializer,
+            initargs=initargs,
         )
 
     def add_processpool(
@@ -297,14 +391,26 @@ class PoolChain:
         mp_context: multiprocessing.context.BaseContext | None = None,
         on_error: OnError | None = None,
         retries: int = 0,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Iterable[Any] = (),
+        start_method: str | None = None,
     ) -> PoolChain:
         """Append a stage that runs *function* in worker processes Ori owns.
 
         Suits pure-Python computation, which threads cannot run in parallel.
-        Items and results are pickled, so they must be picklable, and the
-        function travels by reference: define it with ``def`` at the top level
-        of a module (or use a builtin). Lambdas and nested functions are
-        refused here, with the fix in the message.
+        Items and results are pickled (standard pickle), so they must be
+        picklable. The function travels by reference: a function defined with
+        ``def`` at the top level of a module, or a builtin. With the
+        ``cloudpickle`` extra installed (``pip install
+        'ori-poolchain[cloudpickle]'``), lambdas, closures and functions typed
+        into a REPL or ``python -c`` work too, under every start method: such
+        a function is sent by value once per worker process start, never per
+        item. Without the extra they are refused here, with the fix in the
+        message.
+
+        Inside ``with chain:`` the stage's worker processes stay alive between
+        executions (see :meth:`__enter__`), so *initializer* then runs once
+        per worker for the whole block.
 
         An item that exceeds *timeout* has its worker process killed and
         replaced, and fails with :class:`~ori.errors.OriTimeoutError`; a worker
@@ -337,19 +443,33 @@ class PoolChain:
                 (exception, timeout or crashed worker) is tried before the
                 policy applies; ``0`` (default): none. A retried item goes
                 back to this stage's queue and may run more than once.
+            initializer: called as ``initializer(*initargs)`` once in every
+                worker process before its first item (also in a worker that
+                replaces a crashed or killed one), e.g. to load a model into a
+                module-level variable. Same pickling rules as *function*. If
+                it raises, the execution fails with
+                :class:`~ori.errors.OriError` naming the stage, the worker's
+                traceback chained; its workers are stopped, nothing hangs.
+            initargs: the (picklable) arguments of *initializer*.
+            start_method: ``"spawn"``, ``"fork"`` or ``"forkserver"``: a
+                shorthand for ``mp_context=multiprocessing.get_context(...)``;
+                give at most one of the two.
 
         Returns:
             This chain, for chaining calls.
 
         Raises:
-            OriValidationError: *function* is not callable, is a lambda or a
-                nested function; *max_workers*, *timeout* or *chunksize* is
-                not a positive number of the right type; *mp_context* is not a
-                multiprocessing context; *on_error* is not a policy or
-                *retries* not an int >= 0.
+            OriValidationError: *function* or *initializer* is not callable,
+                or is a lambda or a nested function while cloudpickle is not
+                installed; *max_workers*, *timeout* or *chunksize* is not a
+                positive number of the right type; *mp_context* is not a
+                multiprocessing context; *start_method* is unknown on this
+                platform or given together with *mp_context*; *on_error* is
+                not a policy or *retries* not an int >= 0.
             OriNoInteractiveProcessPools: *function* was defined in an
-                interactive session or ``python -c`` and the start method is not
-                fork, so the workers could not import it.
+                interactive session or ``python -c``, the start method is not
+                fork and cloudpickle is not installed, so the workers could not
+                import it.
         """
         return self.add(
             function,
@@ -360,6 +480,9 @@ class PoolChain:
             mp_context=mp_context,
             on_error=on_error,
             retries=retries,
+            initializer=initializer,
+            initargs=initargs,
+            start_method=start_method,
         )
 
     def add_asyncpool(
@@ -589,13 +712,20 @@ class PoolChain:
         for spec in specs:
             if spec.kind == "process":
                 # The default start method may have changed since add time.
-                check_process_function(
-                    spec.function, _start_method(spec.mp_context), name="function"
-                )
+                method = _start_method(spec.mp_context)
+                check_stage_function(spec.function, method, "function")
+                if spec.initializer is not None:
+                    check_stage_function(spec.initializer, method, "initializer")
         source = _check_iterable(iterable)
         bars = progress_setup(progress, iterable)
         run = start_run(
-            specs, source, ordered=ordered, max_in_flight=window, progress=bars, on_error=policy
+            specs,
+            source,
+            ordered=ordered,
+            max_in_flight=window,
+            progress=bars,
+            on_error=policy,
+            pools=self._pools,
         )
         self._latest = run._run_stats
         return run
@@ -683,6 +813,59 @@ class PoolChain:
                 with a note naming the stage, the input index and the argument.
         """
         return list(self.execute_lazy_single_threaded(iterable, on_error=on_error))
+
+    # -- warm pools -------------------------------------------------------------
+
+    def __enter__(self) -> PoolChain:
+        """Keep the chain's worker processes alive across executions until ``__exit__``.
+
+        Inside ``with chain:`` every process stage keeps its worker processes
+        (and what its *initializer* set up in them) from one ``execute_*``
+        call to the next, so many small executions do not each pay for
+        starting processes. A worker is reused only if its previous execution
+        left it idle and clean; one that was busy when an execution ended
+        early (``break``, an error, Ctrl-C, a timeout) or that died is
+        replaced by a fresh one. Thread, asyncio and executor stages start
+        per execution as outside a ``with`` (threads start in microseconds).
+
+        One execution at a time uses the warm workers; an execution started
+        while another one of the same chain is still open (another thread, or
+        a lazy run not yet finished or closed) runs with its own workers,
+        started and stopped for it alone, as outside a ``with``.
+
+        Does not block (workers start with the first execution); call it
+        from the thread that builds the chain.
+
+        Returns:
+            This chain.
+
+        Raises:
+            OriInvalidStateError: the chain is already inside a ``with``.
+        """
+        if self._pools is not None:
+            raise OriInvalidStateError(
+                "this PoolChain is already inside a 'with' block; nest no second 'with' "
+                "on the same chain (build another chain if you need separate pools)"
+            )
+        self._pools = WarmPools()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close an execution still using the warm workers, then stop every worker.
+
+        Blocks until the worker processes have exited (a few seconds at most:
+        idle workers are told to exit, busy ones are terminated). Call it from
+        the thread that entered the ``with``. Exceptions of the block
+        propagate unchanged.
+        """
+        pools, self._pools = self._pools, None
+        if pools is not None:
+            pools.close(STOP_GRACE_SECONDS)
 
     # -- statistics -------------------------------------------------------------
 

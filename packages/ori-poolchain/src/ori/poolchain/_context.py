@@ -18,6 +18,8 @@ import itertools
 import queue
 from typing import Any, Final, TypeAlias
 
+from ori.errors import OriError
+
 from ._errors import ErrorRecord, StageLabel
 from ._policy import Retries
 from ._stats import RunStats
@@ -41,7 +43,7 @@ def concat(first: Indices, second: Indices) -> Indices:
 class RunContext:
     """State shared by the consumer and the lanes of one run."""
 
-    __slots__ = ("name", "out_queue", "retries", "stats", "stopping")
+    __slots__ = ("name", "out_queue", "pools", "retries", "stats", "stopping")
 
     def __init__(self) -> None:
         self.name = f"ori-poolchain-{next(_run_ids)}"
@@ -51,6 +53,8 @@ class RunContext:
         self.stopping = False
         self.stats = RunStats()
         self.retries = Retries()
+        # The chain's warm pools (_warm.WarmPools) when this run may use them.
+        self.pools: Any = None
 
     def report(self, record: ErrorRecord) -> None:
         """Send one failed item to the consumer (any thread).
@@ -69,3 +73,19 @@ class RunContext:
         """Fail the whole run: a lane hit an unexpected error (an Ori bug)."""
         if not self.stopping:
             self.out_queue.put(ErrorRecord(RUN_FAILURE, stage, exc, "", annotate=False))
+
+
+def setup_failure(
+    spec: Any, stage: StageLabel, exc: BaseException, remote_traceback: str | None = None
+) -> ErrorRecord:
+    """The record that fails a run whose stage initializer raised *exc*."""
+    initializer = spec.initializer
+    name = getattr(initializer, "__qualname__", None) or repr(initializer)
+    where = "a worker process" if remote_traceback is not None else "a lane thread"
+    error = OriError(
+        f"the initializer {name} of {stage} raised {type(exc).__name__}: {exc} in {where}, "
+        "so the stage cannot run; fix the initializer (its traceback is chained below)"
+    )
+    if remote_traceback is None:
+        error.__cause__ = exc
+    return ErrorRecord(RUN_FAILURE, stage, error, "", remote_traceback, annotate=False)

@@ -26,12 +26,16 @@ the lane knows what a stuck or dead worker held:
 Either way the lane starts a replacement worker when it next has work, so a
 stage never loses capacity. Ori does not use ``ProcessPoolExecutor`` here
 because it can neither stop one task nor survive a worker's death.
+
+Inside a chain's ``with`` block, lanes take their workers from the chain's
+warm pools and give clean ones back when they exit (see ``_warm.py``).
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.context
@@ -48,10 +52,11 @@ from typing import Any
 from ori.errors import OriTimeoutError, OriWorkerCrashedError
 
 from ._chunking import PROCESS_GIVE_BACK_SECONDS, process_sizer
-from ._context import STOP, Batch, Indices, RunContext, concat
+from ._context import STOP, Batch, Indices, RunContext, concat, setup_failure
 from ._errors import ErrorRecord, StageLabel, format_exception_text, short_repr
+from ._pickling import for_workers
 from ._stages import StageRuntime, StageSpec
-from ._worker import Reply, dumps, worker_main
+from ._worker import SETUP_FAILED, Reply, dumps, worker_main
 
 STOP_GRACE_SECONDS = 1.0
 WORKER_START_SECONDS = 60.0
@@ -134,9 +139,22 @@ class ProcessStage(StageRuntime):
         self._fork = self._mp.get_start_method() == "fork"
         # Two doubles per worker: with a timeout the chunk position of the
         # running item and its start time, else the running slice [start, stop).
-        self._status: Any = self._mp.RawArray("d", 2 * self.workers)
+        make_status = functools.partial(self._mp.RawArray, "d", 2 * self.workers)
+        pools = ctx.pools
+        self._status: Any = (
+            make_status() if pools is None else pools.status_array(spec, self.workers, make_status)
+        )
         self._lanes = [_Lane(slot) for slot in range(self.workers)]
         self._worker_numbers = 0
+        # Lambdas and closures go by value when cloudpickle is installed.
+        self._function = for_workers(spec.function, self._mp)
+        self._setup = (
+            None
+            if spec.initializer is None
+            else (for_workers(spec.initializer, self._mp), spec.initargs)
+        )
+        self._setup_failed = False
+        self._interrupted: set[int | None] = set()  # pids terminated by begin_stop
 
     def lane_count(self) -> int:
         return len(self._lanes)
@@ -152,10 +170,11 @@ class ProcessStage(StageRuntime):
                 child_end,
                 self._status,
                 lane.slot,
-                self.spec.function,
+                self._function,
                 parent_end if self._fork else None,
                 self.spec.timeout is not None,
                 PROCESS_GIVE_BACK_SECONDS if self.sizer.adaptive else None,
+                self._setup,
             ),
             name=f"{self.ctx.name}-stage{self.label.number}-worker{self._worker_numbers}",
             daemon=True,
@@ -171,8 +190,27 @@ class ProcessStage(StageRuntime):
         return lane.worker
 
     def start_processes(self) -> None:
+        pools = self.ctx.pools
         for lane in self._lanes:
+            if pools is not None:
+                lane.worker = pools.take(self.ctx, self.spec, self.workers, lane.slot)
+                if lane.worker is not None and lane.worker.process.is_alive():
+                    continue
+                if lane.worker is not None:
+                    lane.worker.kill()
             self._start_worker(lane)
+
+    def _keep(self, lane: _Lane, worker: _Worker) -> bool:
+        """Give a clean worker back to the warm pools; False: stop it."""
+        pools = self.ctx.pools
+        if pools is None or lane.busy or self._setup_failed or worker.pid in self._interrupted:
+            return False
+        try:
+            if not worker.process.is_alive() or worker.conn.poll():
+                return False  # dead, or a reply nobody read: not clean
+        except (OSError, ValueError):
+            return False
+        return bool(pools.give_back(self.ctx, self.spec, self.workers, lane.slot, worker))
 
     def start_threads(self) -> None:
         for lane in self._lanes:
@@ -189,21 +227,24 @@ class ProcessStage(StageRuntime):
     def _lane_main(self, lane: _Lane) -> None:
         get = self.in_queue.get
         ctx = self.ctx
+        clean = False  # left between chunks, every reply read: may stay warm
         try:
             while True:
                 message = get()
                 if message is STOP or ctx.stopping:
+                    clean = True
                     return
                 assert isinstance(message, tuple)
                 chunk = self._gather(message)
                 if chunk is None or ctx.stopping:
+                    clean = True
                     return
                 self._run_chunk(lane, *chunk, prefetch=self.spec.timeout is None)
         except BaseException as exc:  # an Ori bug: fail the run rather than hang it
             ctx.fail(self.label, exc)
         finally:
             worker, lane.worker = lane.worker, None
-            if worker is not None:
+            if worker is not None and not (clean and self._keep(lane, worker)):
                 worker.stop(STOP_GRACE_SECONDS)
 
     def _gather(self, first: Batch) -> tuple[Indices, list[Any]] | None:
@@ -461,6 +502,9 @@ class ProcessStage(StageRuntime):
             report = self.ctx.report
             failed: set[int] = set()
             for position, exc, text in errors:
+                if position == SETUP_FAILED:
+                    self._fail_setup(exc, text)
+                    return len(values)
                 if position < 0:  # the chunk itself could not be unpickled
                     for index, value in zip(indices, values, strict=True):
                         report(
@@ -486,6 +530,12 @@ class ProcessStage(StageRuntime):
         elif results:
             self.outlet.put(indices[first:end], results)
         return end
+
+    def _fail_setup(self, exc: BaseException, text: str) -> None:
+        """The stage's initializer raised in a worker: the whole run fails."""
+        self._setup_failed = True
+        if not self.ctx.stopping:
+            self.ctx.out_queue.put(setup_failure(self.spec, self.label, exc, text))
 
     def _requeue(self, indices: Indices, values: list[Any], positions: list[int]) -> None:
         if positions and not self.ctx.stopping:
@@ -584,6 +634,7 @@ class ProcessStage(StageRuntime):
         for lane in self._lanes:
             worker = lane.worker
             if lane.busy and worker is not None:
+                self._interrupted.add(worker.pid)
                 worker.terminate()
 
     def finish_stop(self, deadline: float) -> None:
@@ -603,7 +654,8 @@ class ProcessStage(StageRuntime):
                     worker.process.kill()
             else:  # never started, or a start that failed half-way
                 lane.worker = None
-                worker.kill()
+                if not self._keep(lane, worker):
+                    worker.kill()
 
     def lanes_alive(self) -> bool:
         return all(lane.thread is not None and lane.thread.is_alive() for lane in self._lanes)

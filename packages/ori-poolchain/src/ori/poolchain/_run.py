@@ -47,6 +47,7 @@ from ._progress import ProgressDisplay, ProgressSetup
 from ._stages import StageRuntime, StageSpec
 from ._stats import ChainStats, RunStats
 from ._thread_stage import ThreadStage
+from ._warm import WarmPools
 
 CLOSE_SECONDS = 2.0  # how long close() waits for busy lanes before abandoning them
 FILL_SLICE_SECONDS = 0.002  # pull at most this long before looking at the output
@@ -100,6 +101,8 @@ class _Closer:
         for stage in self._stages:
             stage.finish_stop(deadline)
         self._ctx.stats.finish()
+        if self._ctx.pools is not None:
+            self._ctx.pools.release(self._ctx)
         if self.progress is not None:
             self.progress.close()
         self._closed = True
@@ -124,20 +127,31 @@ class _Engine:
         max_in_flight: int | None,
         progress: ProgressSetup | None = None,
         on_error: str = "raise",
+        pools: WarmPools | None = None,
     ) -> None:
         self.ctx = ctx = RunContext()
         # The policy of each stage: its own, else the chain's.
         self._policies = [spec.on_error or on_error for spec in specs]
         total = len(specs)
-        self.stages = stages = [
-            _build(spec, number, total, ctx) for number, spec in enumerate(specs, 1)
-        ]
+        if pools is not None and pools.acquire(ctx):
+            ctx.pools = pools
+        try:
+            self.stages = stages = [
+                _build(spec, number, total, ctx) for number, spec in enumerate(specs, 1)
+            ]
+        except BaseException:
+            if pools is not None:
+                pools.release(ctx)
+            raise
         for stage, downstream in zip(stages, [*stages[1:], None], strict=True):
             stage.connect(downstream)
         if max_in_flight is not None:
             for stage in stages:
                 stage.sizer.cap(max_in_flight // (2 * stage.workers))
         self._closer = _Closer(ctx, stages)
+        if ctx.pools is not None:
+            # Weakly: the pools must not keep a dropped run from being collected.
+            ctx.pools.attach(ctx, weakref.WeakMethod(self.close))
         self._finalizer = weakref.finalize(self, self._closer.close)
         self._source = source
         self._ordered = ordered
@@ -465,6 +479,7 @@ class PoolChainRun(Iterator[Any]):
         max_in_flight: int | None,
         progress: ProgressSetup | None = None,
         on_error: str = "raise",
+        pools: WarmPools | None = None,
     ) -> None:
         self._engine = _Engine(
             specs,
@@ -473,6 +488,7 @@ class PoolChainRun(Iterator[Any]):
             max_in_flight=max_in_flight,
             progress=progress,
             on_error=on_error,
+            pools=pools,
         )
         self._results = _results(self._engine)
 
@@ -534,6 +550,7 @@ def start_run(
     max_in_flight: int | None,
     progress: ProgressSetup | None = None,
     on_error: str = "raise",
+    pools: WarmPools | None = None,
 ) -> PoolChainRun:
     """Start a run (the iterable has already been checked)."""
     return PoolChainRun(
@@ -543,4 +560,5 @@ def start_run(
         max_in_flight=max_in_flight,
         progress=progress,
         on_error=on_error,
+        pools=pools,
     )

@@ -69,6 +69,10 @@ class StageSpec:
     # Error policy of this stage (None: the chain's) and retries per item.
     on_error: str | None = None
     retries: int = 0
+    # Called as initializer(*initargs) once per worker process (process
+    # stages) or lane thread (thread stages) before its first item.
+    initializer: Callable[..., Any] | None = None
+    initargs: tuple[Any, ...] = ()
 
     @property
     def workers(self) -> int:

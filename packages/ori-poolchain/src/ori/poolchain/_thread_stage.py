@@ -25,7 +25,7 @@ from typing import Any
 from ori.errors import OriTimeoutError
 
 from ._chunking import THREAD_GIVE_BACK_SECONDS, thread_sizer
-from ._context import STOP, Indices, RunContext
+from ._context import STOP, Indices, RunContext, setup_failure
 from ._errors import ErrorRecord, StageLabel, short_repr
 from ._stages import StageRuntime, StageSpec
 
@@ -87,6 +87,8 @@ class ThreadStage(StageRuntime):
         add_busy = self.meter.add_busy
         clock = time.perf_counter
         try:
+            if self.spec.initializer is not None and not self._set_up():
+                return
             while True:
                 message = get()
                 if message is STOP or ctx.stopping:
@@ -104,6 +106,15 @@ class ThreadStage(StageRuntime):
                     add_busy(clock() - began)
         except BaseException as exc:  # an Ori bug: fail the run rather than hang it
             ctx.fail(self.label, exc)
+
+    def _set_up(self) -> bool:
+        """Run the stage's initializer in this lane; False (run failed) if it raised."""
+        try:
+            self.spec.initializer(*self.spec.initargs)  # type: ignore[misc]
+        except BaseException as exc:
+            self.ctx.out_queue.put(setup_failure(self.spec, self.label, exc))
+            return False
+        return True
 
     def _run_batch(self, indices: Indices, values: list[Any]) -> None:
         """The hot path: call the function on each value, no timeout to watch.

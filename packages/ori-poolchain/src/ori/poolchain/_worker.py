@@ -25,10 +25,15 @@ running that slice's items again one by one.
 The worker ignores SIGINT: Ctrl-C in a terminal reaches the whole process group,
 and it is the parent that decides how the run ends (it then stops or kills its
 workers). It exits by itself when the parent's end of the pipe closes.
+
+A stage with an initializer runs it once, before serving anything; if it
+raises, the worker sends one reply whose only error has position
+``SETUP_FAILED`` and exits.
 """
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import signal
 import time
@@ -43,6 +48,7 @@ from ._errors import format_exception_text
 
 PARTIAL_REPLY_SECONDS = 0.05
 UNTIMED_SLICE = 256
+SETUP_FAILED = -2  # error position of a reply saying the initializer raised
 
 ErrorEntry = tuple[int, BaseException, str]
 Reply = tuple[int, list[Any], list[ErrorEntry], float, bool]
@@ -70,14 +76,26 @@ def worker_main(
     inherited: Connection | None,
     timed: bool,
     give_back: float | None,
+    setup: tuple[Callable[..., Any], tuple[Any, ...]] | None = None,
 ) -> None:
-    """Serve chunks on *conn* until told to stop or the parent goes away."""
+    """Run the *setup* initializer, then serve chunks on *conn* until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     view = memoryview(status).cast("B").cast("d")  # faster stores than the ctypes array
     if inherited is not None:
         # Under fork the child inherits the parent's end of its own pipe; keep it
         # open and the child would never see EOF when the parent dies.
         inherited.close()
+    if setup is not None:
+        try:
+            setup[0](*setup[1])
+        except BaseException as exc:
+            text = format_exception_text(exc)
+            _send(conn, (0, [], [(SETUP_FAILED, _portable_exception(exc), text)], 0.0, True))
+            # Exit only once the parent sent something (or went away): its
+            # first send must not fail on a closed pipe before it read this.
+            with contextlib.suppress(EOFError, OSError):
+                conn.recv_bytes()
+            return
     while True:
         try:
             data = conn.recv_bytes()
