@@ -1,0 +1,106 @@
+"""Ctrl-C and early ``break`` end a run cleanly whatever kind of stage it has.
+
+Each case runs a chain over an infinite input in a child Python process, sends
+it a real SIGINT once results flow, and checks that the child saw
+KeyboardInterrupt with none of the run's threads or worker processes left.
+Dask stages have their own such test in ``test_dask_stage.py``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import poolchain_stage_workers as sw
+import poolchain_workers as w
+import pytest
+
+from ori.poolchain import PoolChain
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+STAGES = {
+    "thread": "chain.add_threadpool(w.sleepy_identity, max_workers=2)",
+    "process": "chain.add_processpool(w.sleepy_identity, max_workers=2)",
+    "asyncio": "chain.add_asyncpool(sw.async_sleepy, max_concurrency=4)",
+    "executor_class": "chain.add(w.sleepy_identity, executor_class=MyPool, max_workers=2)",
+    "executor": "chain.add(w.sleepy_identity, executor=own)",
+}
+
+CHILD = """
+import concurrent.futures, itertools, multiprocessing, sys, threading
+sys.path.insert(0, {tests!r})
+import poolchain_stage_workers as sw
+import poolchain_workers as w
+from ori.poolchain import PoolChain
+
+
+class MyPool(concurrent.futures.ThreadPoolExecutor):
+    pass
+
+
+if __name__ == "__main__":
+    own = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="users-own")
+    chain = PoolChain()
+    {stage}
+    try:
+        for count, value in enumerate(chain.execute_lazy(itertools.count())):
+            if count == 5:
+                print("READY", flush=True)
+    except KeyboardInterrupt:
+        own.shutdown()
+        left = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+        print("INTERRUPTED", multiprocessing.active_children(), left, flush=True)
+        sys.exit(0)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("kind", sorted(STAGES))
+def test_ctrl_c_leaves_nothing_behind(kind: str, tmp_path: Path) -> None:
+    script = tmp_path / "child.py"
+    script.write_text(textwrap.dedent(CHILD).format(tests=str(TESTS_DIR), stage=STAGES[kind]))
+    child = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline()
+        assert line.strip() == "READY", line + (child.stderr.read() if child.stderr else "")
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == 0, err
+    assert out.strip() == "INTERRUPTED [] []", out + err
+
+
+@pytest.mark.parametrize("kind", sorted(STAGES))
+def test_break_leaves_nothing_behind(kind: str) -> None:
+    import concurrent.futures
+
+    class MyPool(concurrent.futures.ThreadPoolExecutor):
+        pass
+
+    own = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="users-own")
+    before = set(threading.enumerate())
+    chain = PoolChain()
+    eval(STAGES[kind], {"chain": chain, "w": w, "sw": sw, "MyPool": MyPool, "own": own})
+    seen = []
+    run = chain.execute_lazy(itertools.count())
+    for value in run:
+        seen.append(value)
+        if len(seen) == 5:
+            break
+    run.close()
+    assert seen == [0, 1, 2, 3, 4]
+    own.shutdown()
+    sw.wait_for_no_run_threads()
+    assert [t for t in threading.enumerate() if t not in before and t.is_alive()] == []
