@@ -104,3 +104,20 @@ def test_break_leaves_nothing_behind(kind: str) -> None:
     own.shutdown()
     sw.wait_for_no_run_threads()
     assert [t for t in threading.enumerate() if t not in before and t.is_alive()] == []
+
+
+def test_interrupt_between_two_results_of_a_batch_closes_the_run() -> None:
+    # A signal can arrive while the run's generator hands out the results of a
+    # batch it already holds; throw() puts a KeyboardInterrupt exactly there.
+    # The run must be closed before the exception reaches the caller, even
+    # though the caller still holds the iterator and the traceback.
+    before = set(threading.enumerate())
+    run = PoolChain().add_threadpool(w.double, max_workers=2).execute_lazy(range(10_000))
+    results = iter(run)
+    assert next(results) == 0
+    with pytest.raises(KeyboardInterrupt) as info:
+        results.throw(KeyboardInterrupt)
+    left = [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
+    assert left == []
+    assert info.value is not None
+    assert list(results) == []

@@ -439,11 +439,19 @@ class _Engine:
 def _results(engine: _Engine) -> Generator[Any, None, None]:
     """Yield every result of *engine*, a batch at a time."""
     next_batch = engine.next_batch
-    while True:
-        batch = next_batch()
-        if batch is None:
-            return
-        yield from batch
+    try:
+        while True:
+            batch = next_batch()
+            if batch is None:
+                return
+            yield from batch
+    except BaseException:
+        # A KeyboardInterrupt can land here, between two results of a batch,
+        # rather than inside next_batch(); the traceback would then keep the
+        # engine alive past the caller's except block. GeneratorExit (close,
+        # garbage collection) takes the same way out.
+        engine.close()
+        raise
 
 
 class PoolChainRun(Iterator[Any]):
