@@ -178,6 +178,7 @@ class LoopThread:
         join(thread)
 
     def __enter__(self) -> asyncio.AbstractEventLoop:
+        """Start the thread (see :meth:`start`) and return its running loop."""
         return self.start()
 
     def __exit__(
@@ -186,6 +187,7 @@ class LoopThread:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Stop the loop and join its thread (see :meth:`close`)."""
         self.close()
 
     def __repr__(self) -> str:

@@ -76,6 +76,7 @@ class AsyncProcessFunction(Generic[P, R]):
         max_workers: int | None,
         mp_context: multiprocessing.context.BaseContext | None,
     ) -> None:
+        """Wrap *function*; use :func:`asyncify_process`, which validates first."""
         self.function = function
         self._max_workers = max_workers
         self._mp_context = mp_context
@@ -128,6 +129,10 @@ class AsyncProcessFunction(Generic[P, R]):
         Idempotent and callable from any thread; with ``wait=True`` it blocks
         (do not call it from a running loop with calls still in flight). A
         later call of the wrapper starts a fresh pool.
+
+        Args:
+            wait: block until running calls have finished.
+            cancel_futures: cancel calls that have not started yet.
         """
         with self._lock:
             executor, self._executor = self._executor, None
@@ -135,6 +140,7 @@ class AsyncProcessFunction(Generic[P, R]):
             executor.shutdown(wait=wait, cancel_futures=cancel_futures)
 
     def __enter__(self) -> AsyncProcessFunction[P, R]:
+        """Return the wrapper itself; leaving the block calls :meth:`shutdown`."""
         return self
 
     def __exit__(
@@ -143,6 +149,7 @@ class AsyncProcessFunction(Generic[P, R]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Shut the worker processes down, waiting for running calls."""
         self.shutdown()
 
     def __reduce__(self) -> tuple[Callable[..., Any], tuple[str, str]]:

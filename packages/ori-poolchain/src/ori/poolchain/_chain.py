@@ -747,6 +747,18 @@ class PoolChain:
         exception propagates. :attr:`stats` then holds the run's statistics,
         whether it succeeded or failed.
 
+        Args:
+            iterable: the items to process (finite: the list holds them all).
+            ordered: ``True`` (default) keeps input order; ``False`` lists
+                results in completion order.
+            max_in_flight: the bound on items in the chain at once, as for
+                :meth:`execute_lazy`; ``None`` picks one from the stages.
+            progress: ``True`` (needs the ``progress`` extra) or a bar factory
+                shows one live bar per stage, as for :meth:`execute_lazy`.
+            on_error: the error policy for this execution (``"raise"``,
+                ``"skip"`` or ``"return"``); ``None`` uses the chain's. A
+                stage's own policy still wins.
+
         Returns:
             The results, in input order unless ``ordered=False``.
 

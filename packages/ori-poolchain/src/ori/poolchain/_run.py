@@ -489,6 +489,7 @@ class PoolChainRun(Iterator[Any]):
         on_error: str = "raise",
         pools: WarmPools | None = None,
     ) -> None:
+        """Start a run; use :meth:`PoolChain.execute_lazy`, which validates first."""
         self._engine = _Engine(
             specs,
             source,
@@ -512,9 +513,11 @@ class PoolChainRun(Iterator[Any]):
 
     @property
     def _run_stats(self) -> RunStats:
+        """The live counters behind :attr:`stats` (for the chain's own use)."""
         return self._engine.ctx.stats
 
     def __iter__(self) -> Iterator[Any]:
+        """The run's results; shares its position with ``next(run)``."""
         return self._results
 
     def __next__(self) -> Any:
@@ -534,6 +537,7 @@ class PoolChainRun(Iterator[Any]):
             self._results.close()
 
     def __enter__(self) -> PoolChainRun:
+        """Return the run itself; leaving the block calls :meth:`close`."""
         return self
 
     def __exit__(
@@ -542,6 +546,7 @@ class PoolChainRun(Iterator[Any]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Close the run (see :meth:`close`); exceptions propagate unchanged."""
         self.close()
 
     def __repr__(self) -> str:

@@ -96,6 +96,7 @@ class BackgroundProcess:
         input_data: bytes | None,
         watchdog: Watchdog | None,
     ) -> None:
+        """Take over a started command; use :func:`run_process_in_background`."""
         self._popen = popen
         self._pid = popen.pid
         self._command = tuple(command)
@@ -288,6 +289,7 @@ class BackgroundProcess:
         self._stop(signal.SIGKILL)
 
     def __enter__(self) -> BackgroundProcess:
+        """Return the handle itself; leaving the block waits for the command."""
         return self
 
     def __exit__(
