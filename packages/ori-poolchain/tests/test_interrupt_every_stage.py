@@ -8,6 +8,7 @@ Dask stages have their own such test in ``test_dask_stage.py``.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import signal
 import subprocess
@@ -106,18 +107,34 @@ def test_break_leaves_nothing_behind(kind: str) -> None:
     assert [t for t in threading.enumerate() if t not in before and t.is_alive()] == []
 
 
-def test_interrupt_between_two_results_of_a_batch_closes_the_run() -> None:
-    # A signal can arrive while the run's generator hands out the results of a
-    # batch it already holds; throw() puts a KeyboardInterrupt exactly there.
-    # The run must be closed before the exception reaches the caller, even
-    # though the caller still holds the iterator and the traceback.
+def test_interrupt_in_the_loop_body_closes_the_run_while_the_caller_holds_the_traceback() -> None:
+    # A signal usually lands in the caller's own loop body. No frame of Ori is
+    # on the stack between two results, so once the loop is left the run is
+    # unreferenced and closed at once, even while the caller keeps the
+    # exception and its traceback.
     before = set(threading.enumerate())
+    caught: KeyboardInterrupt | None = None
+    try:
+        for value in (
+            PoolChain().add_threadpool(w.double, max_workers=2).execute_lazy(range(10_000))
+        ):
+            if value == 20:
+                raise KeyboardInterrupt
+    except KeyboardInterrupt as exc:
+        caught = exc
+        left = [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
+        assert left == []
+    assert caught is not None
+    assert caught.__traceback__ is not None  # the caller still holds the traceback
+
+
+def test_iterating_a_run_runs_no_python_frame_between_results_of_a_batch() -> None:
+    # Where a KeyboardInterrupt can land: only in the caller's code or inside
+    # next_batch(), which closes the run before re-raising it.
     run = PoolChain().add_threadpool(w.double, max_workers=2).execute_lazy(range(10_000))
     results = iter(run)
     assert next(results) == 0
-    with pytest.raises(KeyboardInterrupt) as info:
-        results.throw(KeyboardInterrupt)
-    left = [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
-    assert left == []
-    assert info.value is not None
+    assert not inspect.isgenerator(results)
+    assert type(results) is itertools.chain
+    run.close()
     assert list(results) == []

@@ -8,7 +8,7 @@ Data flow of one lane (see ``_worker.py`` for the other end of the pipe)::
     worker pipe --replies--> successes to the outlet, failures to the consumer
 
 While a chunk runs, the lane waits on the worker's pipe *and* its process
-sentinel (``multiprocessing.connection.wait``), with a deadline when the stage
+sentinel (one ``select.poll`` object per worker), with a deadline when the stage
 has a timeout. The worker publishes what it is running in a shared array (the
 item and its start time with a timeout, else the current slice of items), so
 the lane knows what a stuck or dead worker held:
@@ -42,6 +42,7 @@ import multiprocessing.context
 import os
 import pickle
 import queue
+import select
 import signal
 import socket
 import threading
@@ -67,7 +68,7 @@ PREFETCH_BELOW_SECONDS = 0.005
 class _Worker:
     """One worker process and the parent's end of its pipe."""
 
-    __slots__ = ("conn", "prefetch_bytes", "process")
+    __slots__ = ("_poller", "conn", "prefetch_bytes", "process")
 
     def __init__(self, process: multiprocessing.process.BaseProcess, conn: Connection) -> None:
         self.process = process
@@ -76,6 +77,28 @@ class _Worker:
         # first only if it fits in the socket's buffer: a send that blocked
         # while the worker blocked sending its reply would deadlock.
         self.prefetch_bytes = _send_buffer_size(conn) // 4
+        # One poll object for the worker's life: multiprocessing.connection.wait
+        # builds a selector per call, a cost paid on every chunk.
+        self._poller: Any = None
+        if hasattr(select, "poll"):
+            self._poller = select.poll()
+            self._poller.register(conn.fileno(), select.POLLIN)
+            self._poller.register(process.sentinel, select.POLLIN)
+
+    def wait(self, timeout: float | None) -> tuple[bool, bool]:
+        """Wait up to *timeout* seconds: (a reply is readable, the process ended)."""
+        if self._poller is None:
+            ready = multiprocessing.connection.wait([self.conn, self.process.sentinel], timeout)
+            return self.conn in ready, self.process.sentinel in ready
+        events = self._poller.poll(None if timeout is None else timeout * 1000)
+        conn_fd = self.conn.fileno()
+        readable = gone = False
+        for fd, _ in events:
+            if fd == conn_fd:
+                readable = True  # POLLHUP and POLLERR too: recv_bytes() reports them
+            else:
+                gone = True
+        return readable, gone
 
     @property
     def pid(self) -> int | None:
@@ -394,7 +417,6 @@ class ProcessStage(StageRuntime):
         timeout = self.spec.timeout
         base = 2 * lane.slot
         conn = worker.conn
-        sentinel = worker.process.sentinel
         finished = 0  # chunk positions below this have been answered
         while True:
             wait_for: float | None = None
@@ -403,8 +425,8 @@ class ProcessStage(StageRuntime):
                 wait_for = max(0.0, deadline - time.monotonic())
                 if position < 0:  # look again soon: the item's clock starts any moment
                     wait_for = min(wait_for, STARTUP_POLL_SECONDS)
-            ready = multiprocessing.connection.wait([conn, sentinel], wait_for)
-            if conn in ready:
+            readable, gone = worker.wait(wait_for)
+            if readable:
                 try:
                     data = conn.recv_bytes()
                 except (EOFError, OSError):
@@ -423,7 +445,7 @@ class ProcessStage(StageRuntime):
                     # A worker may hand back the end of a chunk that got slow.
                     self._requeue(indices, values, list(range(finished, len(values))))
                     return True
-            elif ready:  # the sentinel: the process is gone
+            elif gone:
                 finished = self._drain(conn, indices, values, finished)
                 if finished >= len(values):
                     return True  # this chunk was answered in full before the end
