@@ -229,3 +229,27 @@ def test_worker_gives_back_the_unstarted_rest_of_a_slow_chunk() -> None:
         assert not errors
         assert 1 <= first + len(results) < len(values), "the chunk was cut short"
         assert set(results) == {0.03}
+
+
+def test_waiting_without_select_poll_still_sees_replies_crashes_and_timeouts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Where select.poll does not exist (Windows), lanes wait with
+    # multiprocessing.connection.wait: the same three outcomes must come through.
+    import types
+
+    from ori.errors import OriTimeoutError, OriWorkerCrashedError
+    from ori.poolchain import Failure, _process_stage
+
+    monkeypatch.setattr(_process_stage, "select", types.SimpleNamespace())
+    chain = PoolChain().add_processpool(workers.exit_on_two, max_workers=2)
+    results = chain.execute_eager(range(6), on_error="return")
+    assert [r for r in results if not isinstance(r, Failure)] == [0, 1, 3, 4, 5]
+    assert isinstance(results[2], Failure)
+    assert isinstance(results[2].exception, OriWorkerCrashedError)
+    timed = PoolChain().add_processpool(workers.hang_on_two, max_workers=2, timeout=0.5)
+    results = timed.execute_eager(range(4), on_error="return")
+    assert results[:2] == [0, 1]
+    assert results[3] == 3
+    assert isinstance(results[2], Failure)
+    assert isinstance(results[2].exception, OriTimeoutError)
