@@ -16,7 +16,7 @@ import pytest
 
 from ori.errors import OriNoInteractiveProcessPools
 from ori.poolchain import PoolChain
-from ori.poolchain._chunking import Sizer, process_sizer, thread_sizer
+from ori.poolchain._chunking import PROCESS_TARGET_BYTES, Sizer, process_sizer, thread_sizer
 
 START_METHODS = multiprocessing.get_all_start_methods()
 TESTS_DIR = Path(__file__).resolve().parent
@@ -182,7 +182,7 @@ def test_chunks_are_capped_by_bytes() -> None:
     sizer = process_sizer(None)
     for _ in range(30):
         sizer.report(sizer.size, sizer.size * 1e-7, nbytes=sizer.size * 100_000)
-    assert sizer.size <= 11
+    assert sizer.size == PROCESS_TARGET_BYTES // 100_000
 
 
 def test_fixed_chunksize_never_changes_and_cap_limits_adaptive() -> None:

@@ -8,7 +8,7 @@ the current batch size of one stage: lanes report how long a batch took and how
 big it was, and the sizer grows the size (at most doubling per report) while a
 batch is cheap, and cuts it at once when a batch gets expensive.
 
-Process stages aim at about 10 ms of work and 1 MiB of pickled arguments per
+Process stages aim at about 10 ms of work and 256 KiB of pickled arguments per
 chunk; thread stages at about 2 ms per batch (a thread hand-off is cheaper than
 a pipe round trip). A size fixed by the user is never changed.
 """
@@ -16,7 +16,7 @@ a pipe round trip). A size fixed by the user is never changed.
 from __future__ import annotations
 
 PROCESS_TARGET_SECONDS = 0.010
-PROCESS_TARGET_BYTES = 1 << 20
+PROCESS_TARGET_BYTES = 256 << 10  # also bounds the bytes in flight: the window holds a few chunks
 PROCESS_MAX_CHUNK = 4096
 THREAD_TARGET_SECONDS = 0.002
 THREAD_MAX_BATCH = 64
