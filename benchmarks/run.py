@@ -53,6 +53,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import _groups  # noqa: E402
+import _machine_load  # noqa: E402
 from _harness import (  # noqa: E402
     Row,
     best_values,
@@ -92,6 +93,7 @@ RESULTS_FILE = "benchmark-results.md"
 IMAGE_DIR = "img"
 # Seconds a module gets, after SIGTERM, to stop what it started before SIGKILL.
 STOP_GRACE = 10.0
+QUIET_WAIT_SECONDS = 60.0  # how long a full run waits for an idle machine before a module
 README_START = "<!-- benchmark-headline:start -->"
 README_END = "<!-- benchmark-headline:end -->"
 
@@ -490,6 +492,7 @@ def results_markdown(
     failures: dict[str, str],
     started: float,
     elapsed: float,
+    loads: dict[str, str] | None = None,
 ) -> str:
     """The results page: machine, method, headline, then one section per benchmark."""
     when = time.strftime("%Y-%m-%d %H:%M %Z", time.localtime(started))
@@ -525,6 +528,13 @@ def results_markdown(
         "every peer of the peer benchmarks in a fresh process with a hard time limit.",
         "",
     ]
+    if loads:
+        lines.append(
+            "**Machine load** (timings move with it: a busy machine, or a virtual "
+            "machine whose host takes CPU time away, slows every contender):"
+        )
+        lines += [f"- `bench_{name}.py`: {load}" for name, load in loads.items()]
+        lines.append("")
     if failures:
         lines.append("**Benchmark modules that did not finish:**")
         lines += [f"- `bench_{name}.py`: {why}" for name, why in failures.items()]
@@ -655,12 +665,20 @@ def _main(argv: Sequence[str] | None) -> int:
     timeout = args.module_timeout or (150.0 if args.quick else 7200.0)
     rows: list[Row] = []
     failures: dict[str, str] = {}
+    loads: dict[str, str] = {}
     for name in selected:
         say(f"\n== bench_{name}{' (quick)' if args.quick else ''} ==")
+        # A full run waits (up to a minute) for the machine to be idle first.
+        busy = _machine_load.wait_until_quiet(
+            0.0 if args.quick else QUIET_WAIT_SECONDS, sample=0.2 if args.quick else 1.0
+        )
+        watch = _machine_load.LoadWatch()
         began = time.perf_counter()
         module_rows, failure = run_module(name, quick=args.quick, timeout=timeout, env=env)
         rows += module_rows
         took = time.perf_counter() - began
+        loads[name] = _machine_load.describe(busy, watch.steal())
+        say(f"== bench_{name}: machine load: {loads[name]}")
         if failure:
             failures[name] = failure
             rows.append(unavailable(f"bench_{name}.py", "(whole module)", failure))
@@ -691,6 +709,7 @@ def _main(argv: Sequence[str] | None) -> int:
             missing=missing_peers + [f"packages/{folder}" for folder in missing_ori],
             original=original,
             failures=failures,
+            loads=loads,
             started=started,
             elapsed=elapsed,
         ),

@@ -90,6 +90,11 @@ def test_quick_run_prints_the_table_and_writes_results_and_charts(tmp_path: Path
     assert "Quick run" in results
     assert "### Headline" in results
     assert "did not finish" not in results
+    # How busy the machine was, per module (Linux has /proc/stat).
+    if Path("/proc/stat").exists():
+        assert "**Machine load**" in results
+        assert "- `bench_peers.py`: " in results
+        assert "of CPU time taken by the host during the run" in results
     sections = [line[4:] for line in results.splitlines() if line.startswith("### ")]
     assert len(sections) > 5
 
@@ -300,3 +305,28 @@ def test_the_original_venv_reports_why_it_is_missing(
     path, reason = venv.ensure(create=True)
     assert path is None
     assert reason.startswith("could not create its venv")
+
+
+def test_machine_load_shares_and_descriptions() -> None:
+    load_module = load(BENCHMARKS / "_machine_load.py", "ori_benchmarks_machine_load")
+    times = load_module.CpuTimes
+    before = times(busy=100, idle=800, steal=100)
+    after = times(busy=150, idle=1100, steal=150)  # 400 ticks: 50 busy, 300 idle, 50 stolen
+    assert load_module.busy_share(before, after) == pytest.approx(0.25)
+    assert load_module.steal_share(before, after) == pytest.approx(0.125)
+    assert load_module.busy_share(after, after) == 0.0
+    assert load_module.steal_share(after, after) == 0.0
+    assert load_module.describe(0.25, 0.125) == (
+        "25% of the CPUs busy just before; 12.5% of CPU time taken by the host during the run"
+    )
+    assert load_module.describe(None, None) == "not measured (no /proc/stat)"
+    now = load_module.cpu_times()
+    if Path("/proc/stat").exists():
+        assert now is not None
+        assert now.total > 0
+        busy = load_module.wait_until_quiet(0.0, sample=0.05)
+        assert busy is not None
+        assert 0.0 <= busy <= 1.0
+        assert load_module.LoadWatch().steal() is not None
+    else:
+        assert now is None
