@@ -28,7 +28,6 @@ import collections
 import contextlib
 import inspect
 import queue
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -39,7 +38,7 @@ from ori.errors.validation import check_async_function, check_positive_int, chec
 from ._chunking import Sizer
 from ._context import STOP, Message, RunContext
 from ._errors import ErrorRecord, StageLabel, short_repr
-from ._stages import StageRuntime, StageSpec
+from ._stages import SingleThreadStage, StageSpec
 
 BATCH = 16  # items per message to this stage (a put costs a loop wake-up)
 STOP_GRACE_SECONDS = 1.0  # how long cancelled tasks get to unwind on close
@@ -77,15 +76,16 @@ def not_awaitable(function: Callable[..., Any], result: object) -> OriValidation
     )
 
 
-class AsyncStage(StageRuntime):
+class AsyncStage(SingleThreadStage):
     """A stage whose items are coroutines on one event loop thread."""
+
+    thread_suffix = "asyncio"
 
     def __init__(self, spec: StageSpec, label: StageLabel, ctx: RunContext) -> None:
         super().__init__(spec, label, ctx)
         self._queue = _WakingQueue()
         self.in_queue = self._queue
         self.sizer = Sizer(BATCH, target_seconds=1.0, maximum=BATCH)
-        self._thread: threading.Thread | None = None
         # The rest is touched by the loop thread only.
         self._pending: collections.deque[tuple[int, Any]] = collections.deque()
         # task -> (input index, argument, timeout timer, perf_counter at start)
@@ -99,17 +99,6 @@ class AsyncStage(StageRuntime):
 
     def capacity(self) -> int:
         return self.workers  # max_concurrency items, whatever the batch size
-
-    def lane_count(self) -> int:
-        return 1 if self._thread is not None else 0
-
-    def start_threads(self) -> None:
-        self._thread = threading.Thread(
-            target=self._thread_main,
-            name=f"{self.ctx.name}-stage{self.label.number}-asyncio",
-            daemon=True,
-        )
-        self._thread.start()
 
     def _thread_main(self) -> None:
         loop = asyncio.new_event_loop()
@@ -251,14 +240,6 @@ class AsyncStage(StageRuntime):
             await asyncio.wait_for(loop.shutdown_default_executor(), remaining + 0.1)
         except (asyncio.TimeoutError, RuntimeError):
             pass  # stuck code in the default executor: nothing more to do
-
-    def finish_stop(self, deadline: float) -> None:
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(max(0.0, deadline - time.monotonic()))
-
-    def lanes_alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
 
 
 class LoopCaller:

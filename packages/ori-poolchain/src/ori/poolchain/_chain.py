@@ -33,7 +33,7 @@ from ._pickling import check_stage_function
 from ._policy import OnError, check_on_error, check_retries
 from ._process_stage import STOP_GRACE_SECONDS
 from ._progress import progress_setup
-from ._run import PoolChainRun, start_run
+from ._run import PoolChainRun, RunOptions, start_run
 from ._sequential import run_sequentially
 from ._stages import StageKind, StageSpec
 from ._stats import ChainStats, RunStats
@@ -718,15 +718,14 @@ class PoolChain:
                     check_stage_function(spec.initializer, method, "initializer")
         source = _check_iterable(iterable)
         bars = progress_setup(progress, iterable)
-        run = start_run(
-            specs,
-            source,
+        options = RunOptions(
             ordered=ordered,
             max_in_flight=window,
             progress=bars,
             on_error=policy,
             pools=self._pools,
         )
+        run = start_run(specs, source, options)
         self._latest = run._run_stats
         return run
 

@@ -28,7 +28,6 @@ import concurrent.futures
 import functools
 import itertools
 import queue
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -46,7 +45,7 @@ from ._chunk_task import ChunkOutcome, run_chunk
 from ._chunking import PROCESS_MAX_CHUNK, PROCESS_TARGET_SECONDS, THREAD_TARGET_SECONDS, Sizer
 from ._context import STOP, Indices, Message, RunContext, concat
 from ._errors import ErrorRecord, StageLabel, short_repr
-from ._stages import StageRuntime, StageSpec, default_thread_workers
+from ._stages import SingleThreadStage, StageSpec, default_thread_workers
 
 
 class Backend(abc.ABC):
@@ -120,7 +119,7 @@ class _Task:
 _Pending = collections.deque[tuple[Indices, list[Any], bool]]
 
 
-class FutureStage(StageRuntime):
+class FutureStage(SingleThreadStage):
     """A stage whose tasks run on a backend the user owns, through futures."""
 
     def __init__(self, spec: StageSpec, label: StageLabel, ctx: RunContext) -> None:
@@ -134,20 +133,9 @@ class FutureStage(StageRuntime):
             target_seconds=self.backend.target_seconds,
             maximum=PROCESS_MAX_CHUNK,
         )
-        self._thread: threading.Thread | None = None
+        self.thread_suffix = spec.kind
 
-    def lane_count(self) -> int:
-        return 1 if self._thread is not None else 0
-
-    def start_threads(self) -> None:
-        self._thread = threading.Thread(
-            target=self._main,
-            name=f"{self.ctx.name}-stage{self.label.number}-{self.spec.kind}",
-            daemon=True,
-        )
-        self._thread.start()
-
-    def _main(self) -> None:
+    def _thread_main(self) -> None:
         ctx = self.ctx
         in_flight: dict[int, _Task] = {}  # task number -> task, in submission order
         pending: _Pending = collections.deque()
@@ -299,14 +287,6 @@ class FutureStage(StageRuntime):
             self.ctx.report(
                 ErrorRecord(index, self.label, error, short_repr(value), None, False, value=value)
             )
-
-    def finish_stop(self, deadline: float) -> None:
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(max(0.0, deadline - time.monotonic()))
-
-    def lanes_alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
 
 
 _NOTHING = object()  # the dispatcher woke up for a deadline, not for a message

@@ -31,6 +31,7 @@ import queue
 import time
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -79,6 +80,18 @@ class _Failed:
 _SKIPPED = object()  # in the reorder buffer: an item dropped by on_error="skip"
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How one execution runs: the checked keywords of ``execute_lazy``."""
+
+    ordered: bool = True
+    # None: the window follows the stages' capacities (see _Engine._window).
+    max_in_flight: int | None = None
+    progress: ProgressSetup | None = None
+    on_error: str = "raise"  # the chain's policy; a stage's own wins
+    pools: WarmPools | None = None  # the chain's warm pools, inside its with block
+
+
 class _Closer:
     """Tears a run down; shared with nothing that could keep the iterator alive."""
 
@@ -119,16 +132,10 @@ class _Engine:
     """
 
     def __init__(
-        self,
-        specs: Sequence[StageSpec],
-        source: Iterator[Any],
-        *,
-        ordered: bool,
-        max_in_flight: int | None,
-        progress: ProgressSetup | None = None,
-        on_error: str = "raise",
-        pools: WarmPools | None = None,
+        self, specs: Sequence[StageSpec], source: Iterator[Any], options: RunOptions
     ) -> None:
+        max_in_flight, progress, pools = options.max_in_flight, options.progress, options.pools
+        on_error = options.on_error
         self.ctx = ctx = RunContext()
         # The policy of each stage: its own, else the chain's.
         self._policies = [spec.on_error or on_error for spec in specs]
@@ -154,7 +161,7 @@ class _Engine:
             ctx.pools.attach(ctx, weakref.WeakMethod(self.close))
         self._finalizer = weakref.finalize(self, self._closer.close)
         self._source = source
-        self._ordered = ordered
+        self._ordered = options.ordered
         self._fixed_window = max_in_flight
         # Stages whose deadlines the consumer watches (thread stages with a timeout).
         self._watch = [stage for stage in stages if stage.next_deadline() is not None]
@@ -472,26 +479,10 @@ class PoolChainRun(Iterator[Any]):
     """
 
     def __init__(
-        self,
-        specs: Sequence[StageSpec],
-        source: Iterator[Any],
-        *,
-        ordered: bool,
-        max_in_flight: int | None,
-        progress: ProgressSetup | None = None,
-        on_error: str = "raise",
-        pools: WarmPools | None = None,
+        self, specs: Sequence[StageSpec], source: Iterator[Any], options: RunOptions
     ) -> None:
         """Start a run; use :meth:`PoolChain.execute_lazy`, which validates first."""
-        self._engine = _Engine(
-            specs,
-            source,
-            ordered=ordered,
-            max_in_flight=max_in_flight,
-            progress=progress,
-            on_error=on_error,
-            pools=pools,
-        )
+        self._engine = _Engine(specs, source, options)
         self._results = _results(self._engine)
 
     @property
@@ -547,22 +538,7 @@ class PoolChainRun(Iterator[Any]):
 
 
 def start_run(
-    specs: Sequence[StageSpec],
-    iterable: Iterable[Any],
-    *,
-    ordered: bool,
-    max_in_flight: int | None,
-    progress: ProgressSetup | None = None,
-    on_error: str = "raise",
-    pools: WarmPools | None = None,
+    specs: Sequence[StageSpec], iterable: Iterable[Any], options: RunOptions
 ) -> PoolChainRun:
-    """Start a run (the iterable has already been checked)."""
-    return PoolChainRun(
-        specs,
-        iter(iterable),
-        ordered=ordered,
-        max_in_flight=max_in_flight,
-        progress=progress,
-        on_error=on_error,
-        pools=pools,
-    )
+    """Start a run (the iterable and the options have already been checked)."""
+    return PoolChainRun(specs, iter(iterable), options)

@@ -15,6 +15,8 @@ import concurrent.futures
 import multiprocessing.context
 import os
 import queue
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -203,3 +205,40 @@ class StageRuntime(abc.ABC):
     @abc.abstractmethod
     def lanes_alive(self) -> bool:
         """False when a lane died without being told to: an Ori bug."""
+
+
+class SingleThreadStage(StageRuntime):
+    """A stage served by one thread of its own (an event loop, a dispatcher).
+
+    Subclasses give the thread's body (:meth:`_thread_main`) and the suffix of
+    its name; starting, waking, joining and the health check are shared.
+    """
+
+    thread_suffix = "thread"
+
+    def __init__(self, spec: StageSpec, label: StageLabel, ctx: RunContext) -> None:
+        super().__init__(spec, label, ctx)
+        self._thread: threading.Thread | None = None
+
+    @abc.abstractmethod
+    def _thread_main(self) -> None:
+        """The stage's one thread: serve the input queue until told to stop."""
+
+    def lane_count(self) -> int:
+        return 1 if self._thread is not None else 0
+
+    def start_threads(self) -> None:
+        self._thread = threading.Thread(
+            target=self._thread_main,
+            name=f"{self.ctx.name}-stage{self.label.number}-{self.thread_suffix}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def finish_stop(self, deadline: float) -> None:
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def lanes_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
