@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
-import os
 import statistics
 import subprocess
 import sys
@@ -38,12 +37,12 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _cpu_work import CpuWork, burn, processes
 from _harness import Row, main
 
 IO_SECONDS = 0.05
 IO_WORKERS = 4
-CPU_SECONDS = 0.02
-_cpu_loops = 0  # set by calibrate()
+CPU_WORK = CpuWork(0.02, "ORI_BENCH_CPU_LOOPS")
 
 
 def identity(x: Any) -> Any:
@@ -58,55 +57,17 @@ def io_step(item: tuple[int, tuple[float, ...]]) -> tuple[int, tuple[float, ...]
 
 
 def cpu_step(item: tuple[int, tuple[float, ...]]) -> tuple[int, tuple[float, ...]]:
-    """Burn about CPU_SECONDS of pure-Python CPU; record the CPU time it took.
-
-    CPU time, not wall time: on a machine busy with other work the stage gets
-    less than its cores, and that must show as lower efficiency, not as more
-    "work" that raises the ideal.
-    """
-    started = time.process_time()
-    burn(_CPU_LOOPS_FROM_ENV or _cpu_loops)
-    return item[0], (*item[1], time.process_time() - started)
-
-
-def burn(loops: int) -> int:
-    total = 0
-    for i in range(loops):
-        total += i * i % 7
-    return total
-
-
-# Worker processes started with spawn/forkserver re-import this module: the loop
-# count travels through the environment so they burn the same CPU time.
-_CPU_LOOPS_FROM_ENV = int(os.environ.get("ORI_BENCH_CPU_LOOPS", "0"))
-
-
-def calibrate() -> None:
-    """Find the loop count for CPU_SECONDS of work on this machine."""
-    global _cpu_loops
-    loops = 20_000
-    while True:
-        started = time.perf_counter()
-        burn(loops)
-        took = time.perf_counter() - started
-        if took > 0.005:
-            break
-        loops *= 2
-    _cpu_loops = int(loops * CPU_SECONDS / took)
-    os.environ["ORI_BENCH_CPU_LOOPS"] = str(_cpu_loops)
+    """Burn about CPU_WORK.seconds of pure-Python CPU; record the CPU time it took."""
+    return item[0], (*item[1], CPU_WORK.run())
 
 
 def cpu_seconds_per_item() -> float:
     samples = []
     for _ in range(5):
         started = time.perf_counter()
-        burn(_cpu_loops)
+        burn(CPU_WORK.loops)
         samples.append(time.perf_counter() - started)
     return statistics.median(samples)
-
-
-def processes() -> int:
-    return os.cpu_count() or 1
 
 
 def three_stage_chain() -> Any:
@@ -363,7 +324,7 @@ def memory_rows(quick: bool) -> list[Row]:
 
 
 def run(quick: bool) -> list[Row]:
-    calibrate()
+    CPU_WORK.calibrate()
     return [
         *efficiency_rows(quick),
         *first_result_rows(quick),

@@ -1,7 +1,7 @@
 """PoolChain with an asyncio first stage vs the thread-stage version (issue 4).
 
 The chain: download (an I/O wait of IO_SECONDS, CONCURRENCY at a time) ->
-compute (about CPU_SECONDS of pure-Python CPU, one worker process per core) ->
+compute (about 2 ms of pure-Python CPU, one worker process per core) ->
 save (a short I/O wait, SAVE_WORKERS threads). The download stage is the
 bottleneck by design: it is where many items wait at once.
 
@@ -27,7 +27,6 @@ Run: ``python benchmarks/bench_poolchain_async.py [--quick]``.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import threading
 import time
@@ -35,17 +34,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _cpu_work import CpuWork, processes
 from _harness import Row, main, measure, unavailable
 
 IO_SECONDS = 0.5
 CONCURRENCY = 200
-CPU_SECONDS = 0.002
+CPU_WORK = CpuWork(0.002, "ORI_BENCH_ASYNC_CPU_LOOPS")
 SAVE_SECONDS = 0.005
 SAVE_WORKERS = 4
-_cpu_loops = 0  # set by calibrate()
-# Worker processes started with spawn/forkserver re-import this module: the
-# loop count travels through the environment so they burn the same CPU time.
-_CPU_LOOPS_FROM_ENV = int(os.environ.get("ORI_BENCH_ASYNC_CPU_LOOPS", "0"))
 
 Item = tuple[int, tuple[float, ...]]
 
@@ -63,41 +59,13 @@ async def download_async(item: Item) -> Item:
 
 
 def compute(item: Item) -> Item:
-    started = time.process_time()
-    burn(_CPU_LOOPS_FROM_ENV or _cpu_loops)
-    return item[0], (*item[1], time.process_time() - started)
+    return item[0], (*item[1], CPU_WORK.run())
 
 
 def save(item: Item) -> Item:
     started = time.perf_counter()
     time.sleep(SAVE_SECONDS)
     return item[0], (*item[1], time.perf_counter() - started)
-
-
-def burn(loops: int) -> int:
-    total = 0
-    for i in range(loops):
-        total += i * i % 7
-    return total
-
-
-def calibrate() -> None:
-    """Find the loop count for CPU_SECONDS of work on this machine."""
-    global _cpu_loops
-    loops = 20_000
-    while True:
-        started = time.perf_counter()
-        burn(loops)
-        took = time.perf_counter() - started
-        if took > 0.01:
-            break
-        loops *= 2
-    _cpu_loops = max(1, int(loops * CPU_SECONDS / took))
-    os.environ["ORI_BENCH_ASYNC_CPU_LOOPS"] = str(_cpu_loops)
-
-
-def processes() -> int:
-    return os.cpu_count() or 1
 
 
 def ideal_seconds(results: list[Item]) -> float:
@@ -172,13 +140,13 @@ def _installed(module: str) -> bool:
 
 
 def run(quick: bool) -> list[Row]:
-    calibrate()
+    CPU_WORK.calibrate(min_sample=0.01)
     n = 400 if quick else 3000
     times = 1 if quick else 3
     nominal = n * IO_SECONDS / CONCURRENCY
     note = (
         f"{n} items; download {IO_SECONDS:g} s x {CONCURRENCY} at once (ideal about "
-        f"{nominal:.1f} s), compute {CPU_SECONDS * 1000:g} ms x {processes()} processes, "
+        f"{nominal:.1f} s), compute {CPU_WORK.seconds * 1000:g} ms x {processes()} processes, "
         f"save {SAVE_SECONDS * 1000:g} ms x {SAVE_WORKERS} threads"
     )
     implementations: list[tuple[str, Callable[[list[Item]], Iterable[Item]], str | None]] = [

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _cpu_work import processes
 from _harness import Row, main, measure, unavailable
 
 THREAD_BENCH = "trivial throughput with a progress bar, thread stage"
@@ -34,10 +35,6 @@ IMAP_CHUNKSIZE = 10_000  # the best chunksize of bench_poolchain on this kind of
 
 def identity(x: Any) -> Any:
     return x
-
-
-def processes() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def throughput(n: int, consume: Callable[[], object]) -> float:
@@ -51,68 +48,75 @@ def drain(iterable: Any) -> None:
         pass
 
 
+def items_per_second(
+    benchmark: str, name: str, func: Callable[[], float], times: int, note: str
+) -> Row:
+    return measure(
+        benchmark, name, func, times=times, unit="items/s", higher_is_better=True, note=note
+    )
+
+
+def ori_and_tqdm_rows(
+    benchmark: str,
+    chain: Any,
+    n: int,
+    *,
+    times: int,
+    note: str,
+    devnull: Any,
+    peer: str,
+    peer_consume: Callable[[Any], None],
+) -> list[Row]:
+    """PoolChain without and with bars, and *peer* wrapped in tqdm.
+
+    ``peer_consume(tqdm_class)`` runs the peer over ``range(n)`` once.
+    """
+
+    def ori(progress: Any) -> float:
+        return throughput(n, lambda: drain(chain.execute_lazy(range(n), progress=progress)))
+
+    rows = [
+        items_per_second(
+            benchmark, "ori PoolChain, statistics only", lambda: ori(False), times, note
+        )
+    ]
+    try:
+        import tqdm
+    except ImportError:
+        return [*rows, unavailable(benchmark, "tqdm rows", "tqdm not installed", unit="items/s")]
+    bars = functools.partial(tqdm.tqdm, file=devnull)
+    rows.append(
+        items_per_second(
+            benchmark, "ori PoolChain progress= (tqdm)", lambda: ori(bars), times, note
+        )
+    )
+    rows.append(
+        items_per_second(
+            benchmark, peer, lambda: throughput(n, lambda: peer_consume(bars)), times, note
+        )
+    )
+    return rows
+
+
 def thread_rows(quick: bool, devnull: Any) -> list[Row]:
     from ori.poolchain import PoolChain
 
     n = 100_000 if quick else 300_000
-    times = 3 if quick else 5
-    note = f"{n} items"
-    rows = []
 
-    def ori(progress: Any) -> float:
-        chain = PoolChain().add_threadpool(identity)
-        return throughput(n, lambda: drain(chain.execute_lazy(range(n), progress=progress)))
+    def tpe_tqdm(bar: Any) -> None:
+        with concurrent.futures.ThreadPoolExecutor() as executor:
+            drain(bar(executor.map(identity, range(n)), total=n))
 
-    rows.append(
-        measure(
-            THREAD_BENCH,
-            "ori PoolChain, statistics only",
-            lambda: ori(False),
-            times=times,
-            unit="items/s",
-            higher_is_better=True,
-            note=note,
-        )
+    return ori_and_tqdm_rows(
+        THREAD_BENCH,
+        PoolChain().add_threadpool(identity),
+        n,
+        times=3 if quick else 5,
+        note=f"{n} items",
+        devnull=devnull,
+        peer="tqdm(ThreadPoolExecutor.map)",
+        peer_consume=tpe_tqdm,
     )
-    try:
-        import tqdm
-    except ImportError:
-        return [
-            *rows,
-            unavailable(THREAD_BENCH, "tqdm rows", "tqdm not installed", unit="items/s"),
-        ]
-    bars = functools.partial(tqdm.tqdm, file=devnull)
-    rows.append(
-        measure(
-            THREAD_BENCH,
-            "ori PoolChain progress= (tqdm)",
-            lambda: ori(bars),
-            times=times,
-            unit="items/s",
-            higher_is_better=True,
-            note=note,
-        )
-    )
-
-    def tpe_tqdm() -> float:
-        def consume() -> None:
-            with concurrent.futures.ThreadPoolExecutor() as executor:
-                drain(tqdm.tqdm(executor.map(identity, range(n)), total=n, file=devnull))
-
-        return throughput(n, consume)
-
-    rows.append(
-        measure(
-            THREAD_BENCH,
-            "tqdm(ThreadPoolExecutor.map)",
-            tpe_tqdm,
-            times=times,
-            unit="items/s",
-            higher_is_better=True,
-            note=note,
-        )
-    )
-    return rows
 
 
 def process_rows(quick: bool, devnull: Any) -> list[Row]:
@@ -121,62 +125,20 @@ def process_rows(quick: bool, devnull: Any) -> list[Row]:
     n = 1_000_000 if quick else 3_000_000
     times = 3 if quick else 5
     workers = processes()
-    note = f"{n} items, {workers} workers, pool start-up included"
-    rows = []
 
-    def ori(progress: Any) -> float:
-        chain = PoolChain().add_processpool(identity, max_workers=workers)
-        return throughput(n, lambda: drain(chain.execute_lazy(range(n), progress=progress)))
+    def imap_tqdm(bar: Any) -> None:
+        with multiprocessing.Pool(workers) as pool:
+            drain(bar(pool.imap(identity, range(n), chunksize=IMAP_CHUNKSIZE), total=n))
 
-    rows.append(
-        measure(
-            PROCESS_BENCH,
-            "ori PoolChain, statistics only",
-            lambda: ori(False),
-            times=times,
-            unit="items/s",
-            higher_is_better=True,
-            note=note,
-        )
-    )
-    try:
-        import tqdm
-    except ImportError:
-        return [
-            *rows,
-            unavailable(PROCESS_BENCH, "tqdm rows", "tqdm not installed", unit="items/s"),
-        ]
-    bars = functools.partial(tqdm.tqdm, file=devnull)
-    rows.append(
-        measure(
-            PROCESS_BENCH,
-            "ori PoolChain progress= (tqdm)",
-            lambda: ori(bars),
-            times=times,
-            unit="items/s",
-            higher_is_better=True,
-            note=note,
-        )
-    )
-
-    def imap_tqdm() -> float:
-        def consume() -> None:
-            with multiprocessing.Pool(workers) as pool:
-                results = pool.imap(identity, range(n), chunksize=IMAP_CHUNKSIZE)
-                drain(tqdm.tqdm(results, total=n, file=devnull))
-
-        return throughput(n, consume)
-
-    rows.append(
-        measure(
-            PROCESS_BENCH,
-            f"tqdm(multiprocessing.Pool.imap chunksize={IMAP_CHUNKSIZE})",
-            imap_tqdm,
-            times=times,
-            unit="items/s",
-            higher_is_better=True,
-            note=note,
-        )
+    rows = ori_and_tqdm_rows(
+        PROCESS_BENCH,
+        PoolChain().add_processpool(identity, max_workers=workers),
+        n,
+        times=times,
+        note=f"{n} items, {workers} workers, pool start-up included",
+        devnull=devnull,
+        peer=f"tqdm(multiprocessing.Pool.imap chunksize={IMAP_CHUNKSIZE})",
+        peer_consume=imap_tqdm,
     )
     try:
         from mpire import WorkerPool
@@ -202,14 +164,12 @@ def process_rows(quick: bool, devnull: Any) -> list[Row]:
         return throughput(few, consume)
 
     rows.append(
-        measure(
+        items_per_second(
             PROCESS_BENCH,
             "mpire WorkerPool.imap progress_bar=True",
             mpire_bar,
-            times=times,
-            unit="items/s",
-            higher_is_better=True,
-            note=f"{few} items, {workers} workers, pool start-up included, automatic chunks",
+            times,
+            f"{few} items, {workers} workers, pool start-up included, automatic chunks",
         )
     )
     return rows
