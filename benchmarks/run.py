@@ -324,8 +324,10 @@ def headline_table(rows: Sequence[Row], *, targets_only: bool = False) -> str:
             and row.measured
             and row.comparable
         ]
-        # Several Ori rows in one benchmark (variants): the best one speaks for Ori.
+        # Several Ori rows in one benchmark (variants): the best one speaks for Ori,
+        # among the variants an issue set a target for when there are such.
         measured = [row for row in ours if row.measured] or ours
+        measured = [row for row in measured if row.target is not None] or measured
         pick = max if measured[0].higher_is_better else min
         mine = pick(measured, key=lambda row: row.value if row.measured else math.inf)
         if peers:
@@ -493,6 +495,7 @@ def results_markdown(
     started: float,
     elapsed: float,
     loads: dict[str, str] | None = None,
+    revision: str | None = None,
 ) -> str:
     """The results page: machine, method, headline, then one section per benchmark."""
     when = time.strftime("%Y-%m-%d %H:%M %Z", time.localtime(started))
@@ -513,7 +516,7 @@ def results_markdown(
     lines += [
         f"- **Machine:** {describe_machine()}",
         f"- **Date:** {when}; the whole run took {elapsed / 60:.1f} minutes",
-        f"- **Ori:** commit {git_revision()}",
+        f"- **Ori:** commit {revision or git_revision()}",
         f"- **Peers:** {peers or 'none installed'}; the original Ori: {original}",
     ]
     if missing:
@@ -655,6 +658,8 @@ def _main(argv: Sequence[str] | None) -> int:
     selected = [name for name in available if (not only or name in only) and name not in skip]
 
     started = time.time()
+    # Taken before the run writes its results into the tree (they would make it dirty).
+    revision = git_revision()
     missing_peers, missing_ori, versions = environment_report()
     print_environment(missing_peers, missing_ori, versions)
 
@@ -710,6 +715,7 @@ def _main(argv: Sequence[str] | None) -> int:
             original=original,
             failures=failures,
             loads=loads,
+            revision=revision,
             started=started,
             elapsed=elapsed,
         ),

@@ -248,6 +248,15 @@ def test_report_tables_rank_measured_rows_and_explain_missing_ones(runner: Modul
     rows.append(harness.Row("untargeted", "Ori", 1.0, "s"))
     assert "| untargeted |" in runner.headline_table(rows)
     assert "| untargeted |" not in runner.headline_table(rows, targets_only=True)
+    # Two Ori variants with the same figure: the one with a target speaks for Ori.
+    rows += [
+        harness.Row("variants", "ori plain", 0.95, "", True),
+        harness.Row("variants", "ori targeted", 0.95, "", True, target=0.9),
+        harness.Row("variants", "peer", 0.9, "", True),
+    ]
+    assert "| variants | 0.95 | 0.9 (peer) | 1.06x | >= 0.9 | yes |" in runner.headline_table(
+        rows, targets_only=True
+    )
 
 
 def test_readme_block_is_replaced_only_between_markers(runner: ModuleType, tmp_path: Path) -> None:
