@@ -11,9 +11,12 @@ import pytest
 from ori.errors import OriNoInteractiveProcessPools, OriValidationError
 from ori.errors.validation import (
     check_async_function,
+    check_bool,
     check_callable,
     check_executor,
     check_executor_class,
+    check_int,
+    check_mp_context,
     check_positive_int,
     check_positive_number,
     check_process_function,
@@ -186,3 +189,40 @@ def test_async_function_refuses_generators_builtins_and_classes() -> None:
             check_async_function(func)
     with pytest.raises(OriValidationError, match="must be a callable"):
         check_async_function(3)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [-3, 0, 7, 2**70])
+def test_int_accepts_any_sign(value: int) -> None:
+    assert check_int(value, "exit_code") == value
+
+
+@pytest.mark.parametrize("value", [True, 1.0, "1", None])
+def test_int_refuses_bools_and_other_types(value: object) -> None:
+    with pytest.raises(OriValidationError, match="exit_code must be an int, got"):
+        check_int(value, "exit_code")
+
+
+def test_bool_accepts_only_true_and_false() -> None:
+    assert check_bool(True, "flag") is True
+    assert check_bool(False, "flag") is False
+    for value in (1, 0, "yes", None):
+        with pytest.raises(OriValidationError, match="flag must be True or False"):
+            check_bool(value, "flag")
+
+
+def test_mp_context_accepts_contexts_and_none() -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    assert check_mp_context(context) is context
+    assert check_mp_context(None) is None
+
+
+def test_mp_context_refuses_a_start_method_name_with_the_fix() -> None:
+    with pytest.raises(OriValidationError) as info:
+        check_mp_context("spawn")
+    message = str(info.value)
+    assert message.startswith("mp_context must be a multiprocessing context")
+    assert "multiprocessing.get_context('spawn')" in message
+    assert "'spawn' (type str)" in message
+    assert message.endswith("pass None for the interpreter's default start method")

@@ -20,8 +20,11 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from ori.errors import OriValidationError
-from ori.errors.validation import check_positive_int, check_process_function, describe
+from ori.errors.validation import (
+    check_mp_context,
+    check_positive_int,
+    check_process_function,
+)
 
 from ._awaitables import check_blocking_function
 
@@ -222,11 +225,7 @@ def asyncify_process(
             workers are not forked, so they could not import it.
     """
     check_positive_int(max_workers, "max_workers")
-    if mp_context is not None and not isinstance(mp_context, multiprocessing.context.BaseContext):
-        raise OriValidationError(
-            "mp_context must be a multiprocessing context such as "
-            f"multiprocessing.get_context('spawn'), got {describe(mp_context)}"
-        )
+    check_mp_context(mp_context)
 
     def wrap(func: Callable[P, R]) -> AsyncProcessFunction[P, R]:
         return _make(func, max_workers, mp_context)

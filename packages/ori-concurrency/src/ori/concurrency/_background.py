@@ -20,13 +20,12 @@ import threading
 from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from ori.errors import OriValidationError
 from ori.errors.validation import (
     check_callable,
     check_executor_class,
+    check_mp_context,
     check_positive_int,
     check_process_function,
-    describe,
 )
 
 P = ParamSpec("P")
@@ -353,12 +352,8 @@ def run_in_background_process(
     """
     kwargs = _worker_kwargs(max_workers)
     start_method: str | None = None
-    if mp_context is not None:
-        if not isinstance(mp_context, multiprocessing.context.BaseContext):
-            raise OriValidationError(
-                "mp_context must be a multiprocessing context such as "
-                f"multiprocessing.get_context('spawn'), got {describe(mp_context)}"
-            )
-        kwargs["mp_context"] = mp_context
-        start_method = mp_context.get_start_method()
+    context = check_mp_context(mp_context)
+    if context is not None:
+        kwargs["mp_context"] = context
+        start_method = context.get_start_method()
     return _make(func, concurrent.futures.ProcessPoolExecutor, kwargs, start_method)

@@ -16,6 +16,7 @@ import concurrent.futures
 import functools
 import inspect
 import multiprocessing
+import multiprocessing.context
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -24,9 +25,12 @@ from . import OriNoInteractiveProcessPools, OriValidationError
 
 __all__ = (
     "check_async_function",
+    "check_bool",
     "check_callable",
     "check_executor",
     "check_executor_class",
+    "check_int",
+    "check_mp_context",
     "check_positive_int",
     "check_positive_number",
     "check_process_function",
@@ -72,6 +76,71 @@ def check_callable(value: _C, name: str = "func") -> _C:
             "pass the function itself, not the result of calling it"
         )
     return value
+
+
+def check_int(value: object, name: str) -> int:
+    """Accept *value* only if it is an ``int`` (any sign).
+
+    Args:
+        value: the object to check.
+        name: the argument name used in the error message.
+
+    Returns:
+        *value* itself.
+
+    Raises:
+        OriValidationError: *value* is not an ``int``; ``bool`` is refused too,
+            since ``True`` where a number belongs is always a mistake.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise OriValidationError(f"{name} must be an int, got {describe(value)}")
+    return value
+
+
+def check_bool(value: object, name: str) -> bool:
+    """Accept *value* only if it is ``True`` or ``False``.
+
+    Truthy stand-ins (``1``, ``"yes"``) are refused: a flag given the wrong
+    value usually means an argument landed in the wrong position.
+
+    Args:
+        value: the object to check.
+        name: the argument name used in the error message.
+
+    Returns:
+        *value* itself.
+
+    Raises:
+        OriValidationError: *value* is not a ``bool``.
+    """
+    if not isinstance(value, bool):
+        raise OriValidationError(f"{name} must be True or False, got {describe(value)}")
+    return value
+
+
+def check_mp_context(
+    value: object, name: str = "mp_context"
+) -> multiprocessing.context.BaseContext | None:
+    """Accept *value* only if it is a multiprocessing context, or ``None``.
+
+    Args:
+        value: the object to check.
+        name: the argument name used in the error message.
+
+    Returns:
+        *value* itself; ``None`` means the interpreter's default start method.
+
+    Raises:
+        OriValidationError: *value* is something else; a start method's name
+            (``"spawn"``) is a common slip, and the message shows the fix.
+    """
+    if value is None or isinstance(value, multiprocessing.context.BaseContext):
+        return value
+    raise OriValidationError(
+        f"{name} must be a multiprocessing context such as "
+        f"multiprocessing.get_context('spawn'), got {describe(value)}; pass None for "
+        "the interpreter's default start method"
+    )
 
 
 def check_positive_int(value: object, name: str, *, allow_none: bool = True) -> int | None:

@@ -20,6 +20,7 @@ from ori.errors import OriInvalidStateError, OriValidationError
 from ori.errors.validation import (
     check_callable,
     check_executor_class,
+    check_mp_context,
     check_positive_int,
     check_positive_number,
     check_process_function,
@@ -40,20 +41,10 @@ from ._stats import ChainStats, RunStats
 from ._warm import WarmPools
 
 
-def _check_mp_context(value: object) -> multiprocessing.context.BaseContext | None:
-    if value is None or isinstance(value, multiprocessing.context.BaseContext):
-        return value
-    raise OriValidationError(
-        "mp_context must be a multiprocessing context such as "
-        f"multiprocessing.get_context('spawn'), got {describe(value)}; pass None for "
-        "the interpreter's default start method"
-    )
-
-
 def _context_for(
     mp_context: object, start_method: object
 ) -> multiprocessing.context.BaseContext | None:
-    context = _check_mp_context(mp_context)
+    context = check_mp_context(mp_context)
     if start_method is None:
         return context
     if context is not None:

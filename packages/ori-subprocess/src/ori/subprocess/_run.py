@@ -7,7 +7,7 @@ import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 
-from ori.errors.validation import check_callable, check_positive_number
+from ori.errors.validation import check_bool, check_callable, check_int, check_positive_number
 
 from ._group import signal_group
 from ._process import BackgroundProcess
@@ -15,11 +15,9 @@ from ._reader import LineCallback
 from ._validation import (
     Argument,
     StdinSource,
-    check_bool,
     check_command,
     check_encoding,
     check_env,
-    check_int,
     check_stdin,
 )
 from ._watchdog import Watchdog

@@ -20,11 +20,9 @@ from ori.errors.validation import describe
 __all__ = (
     "Argument",
     "StdinSource",
-    "check_bool",
     "check_command",
     "check_encoding",
     "check_env",
-    "check_int",
     "check_stdin",
 )
 
@@ -69,20 +67,6 @@ def check_command(command: object) -> list[Argument]:
             )
         argv.append(arg)
     return argv
-
-
-def check_int(value: object, name: str) -> int:
-    """Return *value* if it is an ``int`` (``bool`` refused)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise OriValidationError(f"{name} must be an int, got {describe(value)}")
-    return value
-
-
-def check_bool(value: object, name: str) -> bool:
-    """Return *value* if it is ``True`` or ``False``."""
-    if not isinstance(value, bool):
-        raise OriValidationError(f"{name} must be True or False, got {describe(value)}")
-    return value
 
 
 def check_encoding(encoding: object, errors: object) -> tuple[str, str]:
