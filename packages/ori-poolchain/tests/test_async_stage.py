@@ -356,3 +356,32 @@ def test_ctrl_c_stops_an_asyncio_chain(tmp_path: Path) -> None:
     assert child.returncode == 0, err
     assert "INTERRUPTED [] True" in out, out + err
     assert "Traceback" not in err, err
+
+
+def test_asyncio_is_imported_only_by_chains_that_use_it() -> None:
+    # Spawned and forkserver workers import ori.poolchain too: a chain without
+    # an asyncio stage should not pay for importing asyncio anywhere.
+    code = textwrap.dedent(
+        """
+        import sys
+        import ori.poolchain
+        from ori.poolchain import PoolChain
+
+        chain = PoolChain().add_threadpool(abs)
+        assert chain.execute_eager([-1, 2]) == [1, 2]
+        assert chain.execute_eager_single_threaded([-3]) == [3]
+        print("asyncio" in sys.modules)
+
+        async def double(x):
+            return 2 * x
+
+        chain.add_asyncpool(double)
+        assert chain.execute_eager([1]) == [2]
+        print("asyncio" in sys.modules)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]

@@ -42,7 +42,6 @@ from ._stages import SingleThreadStage, StageSpec
 
 BATCH = 16  # items per message to this stage (a put costs a loop wake-up)
 STOP_GRACE_SECONDS = 1.0  # how long cancelled tasks get to unwind on close
-DEFAULT_MAX_CONCURRENCY = 100
 
 
 class _WakingQueue(queue.SimpleQueue[Message]):

@@ -27,7 +27,6 @@ from ori.errors.validation import (
     describe,
 )
 
-from ._async_stage import DEFAULT_MAX_CONCURRENCY, async_spec
 from ._dask_stage import dask_spec
 from ._future_stage import instance_spec
 from ._pickling import check_stage_function
@@ -36,7 +35,7 @@ from ._process_stage import STOP_GRACE_SECONDS
 from ._progress import progress_setup
 from ._run import PoolChainRun, RunOptions, start_run
 from ._sequential import run_sequentially
-from ._stages import StageKind, StageSpec
+from ._stages import DEFAULT_MAX_CONCURRENCY, StageKind, StageSpec
 from ._stats import ChainStats, RunStats
 from ._warm import WarmPools
 
@@ -536,6 +535,8 @@ class PoolChain:
                 or *retries* not an int >= 0. At run time, an item whose
                 call returns something that cannot be awaited fails with it.
         """
+        from ._async_stage import async_spec  # asyncio is imported only when used
+
         spec = async_spec(async_function, max_concurrency=max_concurrency, timeout=timeout)
         return self._append(spec, on_error, retries)
 

@@ -37,7 +37,6 @@ from typing import Any
 
 from ori.errors import OriError
 
-from ._async_stage import AsyncStage
 from ._context import RUN_FAILURE, Batch, RunContext
 from ._errors import ErrorRecord, exception_for
 from ._executor_stage import ExecutorStage
@@ -62,6 +61,8 @@ def _build(spec: StageSpec, number: int, total: int, ctx: RunContext) -> StageRu
     if spec.kind == "process":
         return ProcessStage(spec, label, ctx)
     if spec.kind == "async":
+        from ._async_stage import AsyncStage  # asyncio is imported only when used
+
         return AsyncStage(spec, label, ctx)
     if spec.kind in ("instance", "dask"):
         return FutureStage(spec, label, ctx)

@@ -12,12 +12,20 @@ no second thread to watch the clock.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._async_stage import LoopCaller
 from ._errors import ErrorRecord, exception_for, short_repr
 from ._policy import Failure
 from ._stages import StageSpec
+
+if TYPE_CHECKING:
+    from ._async_stage import LoopCaller
+
+
+def _loop_caller(spec: StageSpec) -> LoopCaller:
+    from ._async_stage import LoopCaller  # asyncio is imported only when used
+
+    return LoopCaller(spec.function)
 
 
 def run_sequentially(
@@ -25,7 +33,7 @@ def run_sequentially(
 ) -> Iterator[Any]:
     """Yield each input item after it went through every stage function in turn."""
     # asyncio stages: each call runs to completion on one private event loop.
-    loops = [LoopCaller(spec.function) if spec.kind == "async" else None for spec in specs]
+    loops = [_loop_caller(spec) if spec.kind == "async" else None for spec in specs]
     try:
         functions = [loop or spec.function for loop, spec in zip(loops, specs, strict=True)]
         yield from _run(specs, functions, source, on_error)

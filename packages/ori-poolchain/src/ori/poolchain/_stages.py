@@ -30,6 +30,8 @@ from ._stats import StageMeter
 # user owns; "async": coroutines on an event loop; "dask": a distributed.Client.
 StageKind = Literal["thread", "process", "executor", "instance", "async", "dask"]
 
+DEFAULT_MAX_CONCURRENCY = 100  # add_asyncpool: coroutines of one stage running at once
+
 
 def default_thread_workers() -> int:
     """The number of threads ``ThreadPoolExecutor()`` would use."""
