@@ -17,7 +17,7 @@ from __future__ import annotations
 
 PROCESS_TARGET_SECONDS = 0.010
 PROCESS_TARGET_BYTES = 256 << 10  # also bounds the bytes in flight: the window holds a few chunks
-PROCESS_MAX_CHUNK = 4096
+PROCESS_MAX_CHUNK = 3072
 THREAD_TARGET_SECONDS = 0.002
 THREAD_MAX_BATCH = 64
 # A batch or chunk still running after this long hands its unstarted items back
