@@ -47,6 +47,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Iterable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -291,13 +292,26 @@ class ProcessStage(StageRuntime):
             values = values + more[1]
         return indices, values
 
-    def _report_all(self, indices: Indices, values: list[Any], exc: BaseException) -> None:
-        """One failure for every item of a chunk (the same exception object)."""
-        text = format_exception_text(exc)
-        for index, value in zip(indices, values, strict=True):
-            self.ctx.report(
-                ErrorRecord(index, self.label, exc, short_repr(value), text, value=value)
-            )
+    def _report_items(
+        self,
+        indices: Indices,
+        values: list[Any],
+        positions: Iterable[int],
+        exc: BaseException,
+        text: str | None = None,
+    ) -> None:
+        """One failure (the same exception object) for each of these chunk positions.
+
+        *text* is the traceback as the worker formatted it; by default, this
+        process's own formatting of *exc*.
+        """
+        if text is None:
+            text = format_exception_text(exc)
+        report = self.ctx.report
+        label = self.label
+        for position in positions:
+            value = values[position]
+            report(ErrorRecord(indices[position], label, exc, short_repr(value), text, value=value))
 
     def _dumps(self, indices: Indices, values: list[Any]) -> tuple[Any, Indices, list[Any]]:
         """Pickle a chunk; arguments that do not pickle are reported and dropped."""
@@ -335,7 +349,7 @@ class ProcessStage(StageRuntime):
             try:
                 worker = self._start_worker(lane)
             except Exception as exc:
-                self._report_all(indices, values, exc)
+                self._report_items(indices, values, range(len(values)), exc)
                 return
         status = self._status
         base = 2 * lane.slot
@@ -505,47 +519,22 @@ class ProcessStage(StageRuntime):
             "A reply from the worker process could not be unpickled in the parent:\n"
             + format_exception_text(exc)
         )
-        for position in range(finished, len(values)):
-            self.ctx.report(
-                ErrorRecord(
-                    indices[position],
-                    self.label,
-                    exc,
-                    short_repr(values[position]),
-                    text,
-                    value=values[position],
-                )
-            )
+        self._report_items(indices, values, range(finished, len(values)), exc, text)
 
     def _deliver(self, reply: Reply, indices: Indices, values: list[Any]) -> int:
         first, results, errors, _, _ = reply
         end = first + len(results)
         if errors:
-            report = self.ctx.report
             failed: set[int] = set()
             for position, exc, text in errors:
                 if position == SETUP_FAILED:
                     self._fail_setup(exc, text)
                     return len(values)
                 if position < 0:  # the chunk itself could not be unpickled
-                    for index, value in zip(indices, values, strict=True):
-                        report(
-                            ErrorRecord(
-                                index, self.label, exc, short_repr(value), text, value=value
-                            )
-                        )
+                    self._report_items(indices, values, range(len(values)), exc, text)
                     return len(values)
                 failed.add(position)
-                report(
-                    ErrorRecord(
-                        indices[position],
-                        self.label,
-                        exc,
-                        short_repr(values[position]),
-                        text,
-                        value=values[position],
-                    )
-                )
+                self._report_items(indices, values, (position,), exc, text)
             ok = [p for p in range(first, end) if p not in failed]
             if ok:
                 self.outlet.put([indices[p] for p in ok], [results[p - first] for p in ok])
