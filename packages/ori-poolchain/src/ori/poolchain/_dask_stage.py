@@ -26,13 +26,11 @@ from typing import Any, cast
 from ori.errors import OriValidationError
 from ori.errors.validation import (
     check_callable,
-    check_positive_int,
-    check_positive_number,
     describe,
 )
 
 from ._chunk_task import ChunkOutcome, run_chunk
-from ._future_stage import Backend, check_chunks_and_timeout
+from ._future_stage import Backend, check_task_limits
 from ._stages import StageSpec
 
 DASK_TARGET_SECONDS = 0.1  # a dask task costs about a millisecond of scheduling
@@ -108,10 +106,7 @@ def dask_spec(
             "client is an asynchronous dask Client (asynchronous=True), which Ori cannot "
             "drive from its own threads; pass a regular Client"
         )
-    workers = check_positive_int(max_workers, "max_workers")
-    seconds = check_positive_number(timeout, "timeout")
-    chunk = check_positive_int(chunksize, "chunksize")
-    check_chunks_and_timeout(chunk, seconds, "add_dask")
+    workers, seconds, chunk = check_task_limits(max_workers, timeout, chunksize, "add_dask")
     return StageSpec(
         function=function,
         kind="dask",

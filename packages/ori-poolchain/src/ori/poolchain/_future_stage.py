@@ -305,14 +305,24 @@ def backend_for(spec: StageSpec) -> Backend:
     return ExecutorBackend(spec.backend)
 
 
-def check_chunks_and_timeout(chunksize: int | None, timeout: float | None, method: str) -> None:
-    """A timeout is per item, and these stages can only time whole tasks."""
-    if timeout is not None and chunksize is not None and chunksize > 1:
+def check_task_limits(
+    max_workers: object, timeout: object, chunksize: object, method: str
+) -> tuple[int | None, float | None, int | None]:
+    """Check the limits of a stage that submits tasks: (workers, seconds, chunk size).
+
+    Each must be positive or None, and since a timeout is per item while these
+    stages can only time whole tasks, a timeout needs one item per task.
+    """
+    workers = check_positive_int(max_workers, "max_workers")
+    seconds = check_positive_number(timeout, "timeout")
+    chunksize = check_positive_int(chunksize, "chunksize")
+    if seconds is not None and chunksize is not None and chunksize > 1:
         raise OriValidationError(
             f"{method} cannot combine timeout with chunksize={chunksize}: the timeout is "
             "per item, and a task can only be timed as a whole, so with a timeout items "
             "are sent one per task; drop chunksize (or set it to 1)"
         )
+    return workers, seconds, chunksize
 
 
 def instance_spec(
@@ -332,10 +342,9 @@ def instance_spec(
             "tasks and cancels them when the run ends"
         )
     pool = check_executor(executor, "executor")
-    workers = check_positive_int(max_workers, "max_workers")
-    seconds = check_positive_number(timeout, "timeout")
-    chunk = check_positive_int(chunksize, "chunksize")
-    check_chunks_and_timeout(chunk, seconds, "add(executor=...)")
+    workers, seconds, chunk = check_task_limits(
+        max_workers, timeout, chunksize, "add(executor=...)"
+    )
     if isinstance(pool, concurrent.futures.ProcessPoolExecutor):
         context = getattr(pool, "_mp_context", None)
         method = context.get_start_method() if context is not None else None
