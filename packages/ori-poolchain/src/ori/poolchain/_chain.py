@@ -33,7 +33,7 @@ from ._pickling import check_stage_function
 from ._policy import OnError, check_on_error, check_retries
 from ._process_stage import STOP_GRACE_SECONDS
 from ._progress import progress_setup
-from ._run import PoolChainRun, RunOptions, start_run
+from ._run import PoolChainRun, RunOptions
 from ._sequential import run_sequentially
 from ._stages import DEFAULT_MAX_CONCURRENCY, StageKind, StageSpec
 from ._stats import ChainStats, RunStats
@@ -717,7 +717,7 @@ class PoolChain:
             on_error=policy,
             pools=self._pools,
         )
-        run = start_run(specs, source, options)
+        run = PoolChainRun(specs, source, options)
         self._latest = run._run_stats
         return run
 

@@ -30,7 +30,7 @@ import itertools
 import queue
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -135,11 +135,10 @@ class _Engine:
     def __init__(
         self, specs: Sequence[StageSpec], source: Iterator[Any], options: RunOptions
     ) -> None:
-        max_in_flight, progress, pools = options.max_in_flight, options.progress, options.pools
-        on_error = options.on_error
         self.ctx = ctx = RunContext()
         # The policy of each stage: its own, else the chain's.
-        self._policies = [spec.on_error or on_error for spec in specs]
+        self._policies = [spec.on_error or options.on_error for spec in specs]
+        pools = options.pools
         total = len(specs)
         if pools is not None and pools.acquire(ctx):
             ctx.pools = pools
@@ -153,9 +152,9 @@ class _Engine:
             raise
         for stage, downstream in zip(stages, [*stages[1:], None], strict=True):
             stage.connect(downstream)
-        if max_in_flight is not None:
+        if options.max_in_flight is not None:
             for stage in stages:
-                stage.sizer.cap(max_in_flight // (2 * stage.workers))
+                stage.sizer.cap(options.max_in_flight // (2 * stage.workers))
         self._closer = _Closer(ctx, stages)
         if ctx.pools is not None:
             # Weakly: the pools must not keep a dropped run from being collected.
@@ -163,7 +162,7 @@ class _Engine:
         self._finalizer = weakref.finalize(self, self._closer.close)
         self._source = source
         self._ordered = options.ordered
-        self._fixed_window = max_in_flight
+        self._fixed_window = options.max_in_flight
         # Stages whose deadlines the consumer watches (thread stages with a timeout).
         self._watch = [stage for stage in stages if stage.next_deadline() is not None]
         self._next_check = 0.0
@@ -187,8 +186,8 @@ class _Engine:
                 stage.start_processes()
             for stage in stages:
                 stage.start_threads()
-            if progress is not None:
-                display = ProgressDisplay(progress, ctx.stats, ctx.name)
+            if options.progress is not None:
+                display = ProgressDisplay(options.progress, ctx.stats, ctx.name)
                 self._closer.progress = display
                 display.start()
             self._fill(first=True)
@@ -536,10 +535,3 @@ class PoolChainRun(Iterator[Any]):
         state = "closed" if self._engine.closed else "running"
         stages = len(self._engine.stages)
         return f"<PoolChainRun {self._engine.ctx.name} {state}, {stages} stages>"
-
-
-def start_run(
-    specs: Sequence[StageSpec], iterable: Iterable[Any], options: RunOptions
-) -> PoolChainRun:
-    """Start a run (the iterable and the options have already been checked)."""
-    return PoolChainRun(specs, iter(iterable), options)
