@@ -22,6 +22,7 @@ from typing import Any
 import poolchain_stage_workers as sw
 import poolchain_workers as workers
 import pytest
+from poolchain_children import ready_child
 
 from ori.errors import OriTimeoutError, OriValidationError
 from ori.poolchain import PoolChain
@@ -336,23 +337,9 @@ CHILD = textwrap.dedent(
 def test_ctrl_c_stops_an_asyncio_chain(tmp_path: Path) -> None:
     script = tmp_path / "async_child.py"
     script.write_text(CHILD.format(tests=str(TESTS_DIR)))
-    child = subprocess.Popen(
-        [sys.executable, str(script)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        assert child.stdout is not None
-        line = child.stdout.readline()
-        assert line.strip() == "READY", line + (child.stderr.read() if child.stderr else "")
+    with ready_child(script) as child:
         os.killpg(child.pid, signal.SIGINT)
         out, err = child.communicate(timeout=30)
-    finally:
-        if child.poll() is None:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
     assert child.returncode == 0, err
     assert "INTERRUPTED [] True" in out, out + err
     assert "Traceback" not in err, err

@@ -9,7 +9,6 @@ import importlib.util
 import itertools
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 import threading
@@ -22,6 +21,7 @@ from typing import Any
 import poolchain_stage_workers as sw
 import poolchain_workers as workers
 import pytest
+from poolchain_children import ready_child
 
 from ori.errors import OriTimeoutError, OriValidationError
 from ori.poolchain import PoolChain
@@ -271,23 +271,9 @@ CHILD = textwrap.dedent(
 def test_ctrl_c_stops_a_dask_chain(tmp_path: Path) -> None:
     script = tmp_path / "dask_child.py"
     script.write_text(CHILD.format(tests=str(TESTS_DIR)))
-    child = subprocess.Popen(
-        [sys.executable, str(script)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        assert child.stdout is not None
-        line = child.stdout.readline()
-        assert line.strip() == "READY", line + (child.stderr.read() if child.stderr else "")
+    with ready_child(script) as child:
         os.kill(child.pid, signal.SIGINT)  # the consumer's process only: dask's own
         out, err = child.communicate(timeout=60)  # workers must be shut down by it
-    finally:
-        if child.poll() is None:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
     assert child.returncode == 0, err
     assert "INTERRUPTED [] 0" in out, out + err
     # The dask worker processes were in the child's process group: all gone.

@@ -11,7 +11,6 @@ from __future__ import annotations
 import inspect
 import itertools
 import signal
-import subprocess
 import sys
 import textwrap
 import threading
@@ -20,6 +19,7 @@ from pathlib import Path
 import poolchain_stage_workers as sw
 import poolchain_workers as w
 import pytest
+from poolchain_children import ready_child
 
 from ori.poolchain import PoolChain
 
@@ -66,19 +66,9 @@ if __name__ == "__main__":
 def test_ctrl_c_leaves_nothing_behind(kind: str, tmp_path: Path) -> None:
     script = tmp_path / "child.py"
     script.write_text(textwrap.dedent(CHILD).format(tests=str(TESTS_DIR), stage=STAGES[kind]))
-    child = subprocess.Popen(
-        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        assert child.stdout is not None
-        line = child.stdout.readline()
-        assert line.strip() == "READY", line + (child.stderr.read() if child.stderr else "")
+    with ready_child(script) as child:
         child.send_signal(signal.SIGINT)
         out, err = child.communicate(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.communicate()
     assert child.returncode == 0, err
     assert out.strip() == "INTERRUPTED [] []", out + err
 

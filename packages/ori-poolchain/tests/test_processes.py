@@ -5,22 +5,17 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 from typing import Any, cast
 
 import poolchain_workers as workers
 import pytest
+from poolchain_children import python_c
 
 from ori.errors import OriNoInteractiveProcessPools
 from ori.poolchain import PoolChain
 from ori.poolchain._chunking import PROCESS_TARGET_BYTES, Sizer, process_sizer, thread_sizer
 
 START_METHODS = multiprocessing.get_all_start_methods()
-TESTS_DIR = Path(__file__).resolve().parent
-SRC = TESTS_DIR.parent / "src"
 
 
 @pytest.mark.parametrize("method", START_METHODS)
@@ -56,20 +51,8 @@ def test_worker_processes_are_started_per_run_and_reused_within_it() -> None:
     assert not first & second, "each execution starts (and stops) its own workers"
 
 
-def _python_c(code: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS_DIR), env.get("PYTHONPATH", "")])
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-
-
 def test_python_c_function_refused_up_front_unless_forked() -> None:
-    done = _python_c(
+    done = python_c(
         """
         import sys
         sys.modules["cloudpickle"] = None  # without the cloudpickle extra
@@ -102,7 +85,7 @@ def test_python_c_function_refused_up_front_unless_forked() -> None:
 
 
 def test_python_c_default_start_method_works_or_refuses_up_front() -> None:
-    done = _python_c(
+    done = python_c(
         """
         import sys
         sys.modules["cloudpickle"] = None  # without the cloudpickle extra
@@ -130,7 +113,7 @@ def test_python_c_default_start_method_works_or_refuses_up_front() -> None:
 
 
 def test_start_method_changed_after_add_is_checked_at_execute_time() -> None:
-    done = _python_c(
+    done = python_c(
         """
         import sys
         sys.modules["cloudpickle"] = None  # without the cloudpickle extra

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import poolchain_workers as workers
 import pytest
+from poolchain_children import ready_child
 
 from ori.poolchain import PoolChain
 
@@ -183,17 +184,7 @@ def _alive(pid: int) -> bool:
 def test_ctrl_c_stops_a_running_chain(tmp_path: Path, target: str, method: str | None) -> None:
     script = tmp_path / "chain_child.py"
     script.write_text(CHILD.format(tests=str(TESTS_DIR), method=method))
-    child = subprocess.Popen(
-        [sys.executable, str(script)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, like a shell job
-    )
-    try:
-        assert child.stdout is not None
-        line = child.stdout.readline()
-        assert line.strip() == "READY", line + (child.stderr.read() if child.stderr else "")
+    with ready_child(script) as child:  # its own process group, like a shell job
         workers_seen = _descendants(child.pid)
         assert workers_seen, "the chain should have worker processes"
         if target == "process":
@@ -201,10 +192,6 @@ def test_ctrl_c_stops_a_running_chain(tmp_path: Path, target: str, method: str |
         else:  # what a terminal's Ctrl-C does: the whole foreground group
             os.killpg(child.pid, signal.SIGINT)
         out, err = child.communicate(timeout=30)
-    finally:
-        if child.poll() is None:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
     assert child.returncode == 0, err
     assert "INTERRUPTED [] []" in out, out + err
     assert "Traceback" not in err, err

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
-import os
-import subprocess
 import sys
-import textwrap
-from pathlib import Path
 
 import poolchain_setup_workers as sw
 import pytest
+from poolchain_children import python_c
 
 from ori.errors import OriError, OriNoInteractiveProcessPools, OriValidationError
 from ori.poolchain import PoolChain
@@ -27,25 +24,12 @@ needs_cloudpickle = pytest.mark.skipif(
     not HAVE_CLOUDPICKLE, reason="needs the cloudpickle extra (requirements-dev installs it)"
 )
 
-TESTS_DIR = Path(__file__).parent
 START_METHODS = multiprocessing.get_all_start_methods()
 INSTALL = "pip install 'ori-poolchain[cloudpickle]'"
 
 
 class MyPool(concurrent.futures.ThreadPoolExecutor):
     """Any Executor subclass other than the two Ori replaces."""
-
-
-def _python_c(code: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS_DIR), env.get("PYTHONPATH", "")])
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
 
 
 # -- lambdas and closures ---------------------------------------------------------
@@ -103,7 +87,7 @@ def test_only_functions_that_need_it_go_by_value() -> None:
 
 @needs_cloudpickle
 def test_python_c_functions_and_lambdas_work_under_every_start_method() -> None:
-    done = _python_c(
+    done = python_c(
         """
         import multiprocessing
         from ori.poolchain import PoolChain
@@ -141,7 +125,7 @@ def test_without_cloudpickle_the_error_says_how_to_install_it(
 
 
 def test_without_cloudpickle_python_c_functions_are_refused_with_the_install_hint() -> None:
-    done = _python_c(
+    done = python_c(
         """
         import sys
         sys.modules["cloudpickle"] = None
