@@ -12,6 +12,7 @@ from ori.errors import (
     OriTimeoutError,
     OriValidationError,
     OriWorkerCrashedError,
+    OriWorkerStartError,
 )
 
 
@@ -32,6 +33,7 @@ def test_all_matches_public_names() -> None:
         (OriInvalidStateError, (OriError, RuntimeError)),
         (OriTimeoutError, (OriError, TimeoutError)),
         (OriWorkerCrashedError, (OriError,)),
+        (OriWorkerStartError, (OriWorkerCrashedError, OriError)),
     ],
 )
 def test_hierarchy(cls: type[Exception], bases: tuple[type[Exception], ...]) -> None:
@@ -50,6 +52,7 @@ def test_hierarchy(cls: type[Exception], bases: tuple[type[Exception], ...]) -> 
         OriNoInteractiveProcessPools,
         OriTimeoutError,
         OriWorkerCrashedError,
+        OriWorkerStartError,
     ],
 )
 def test_errors_pickle_with_message(cls: type[Exception]) -> None:

@@ -18,6 +18,7 @@ __all__ = (
     "OriTimeoutError",
     "OriValidationError",
     "OriWorkerCrashedError",
+    "OriWorkerStartError",
 )
 
 
@@ -74,4 +75,17 @@ class OriWorkerCrashedError(OriError):
     Causes include ``os._exit()``, a signal such as SIGKILL, a segmentation fault
     in an extension module, or the operating system's out-of-memory killer. The
     message names the work item the worker was running when it died.
+    """
+
+
+class OriWorkerStartError(OriWorkerCrashedError):
+    """A worker process could not start, so it never ran any work item.
+
+    No input item is to blame: the process died or hung before it was ready
+    (for instance a script without an ``if __name__ == "__main__":`` guard,
+    which the ``spawn`` and ``forkserver`` start methods import again in every
+    worker), or it could not load the function it was given (an import error
+    in the worker). The message names the start method and the cause. It is an
+    :class:`OriWorkerCrashedError`, so code that catches crashed workers also
+    catches workers that never started.
     """

@@ -76,15 +76,27 @@ class RunContext:
 
 
 def setup_failure(
-    spec: Any, stage: StageLabel, exc: BaseException, remote_traceback: str | None = None
+    spec: Any,
+    stage: StageLabel,
+    exc: BaseException,
+    remote_traceback: str | None = None,
+    start_method: str | None = None,
 ) -> ErrorRecord:
-    """The record that fails a run whose stage initializer raised *exc*."""
+    """The record that fails a run whose stage initializer raised *exc*.
+
+    *start_method* is given for an initializer that ran in a worker process.
+    """
     initializer = spec.initializer
     name = getattr(initializer, "__qualname__", None) or repr(initializer)
-    where = "a worker process" if remote_traceback is not None else "a lane thread"
+    where = (
+        "a lane thread"
+        if start_method is None
+        else f"a worker process (start method {start_method!r})"
+    )
     error = OriError(
-        f"the initializer {name} of {stage} raised {type(exc).__name__}: {exc} in {where}, "
-        "so the stage cannot run; fix the initializer (its traceback is chained below)"
+        f"the initializer {name} of {stage} raised {type(exc).__name__}: {exc} in {where} "
+        "before it ran any item, so the stage cannot run; fix the initializer (its "
+        "traceback is chained below)"
     )
     if remote_traceback is None:
         error.__cause__ = exc

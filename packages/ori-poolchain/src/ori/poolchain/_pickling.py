@@ -85,13 +85,13 @@ def for_workers(function: Any, context: multiprocessing.context.BaseContext) -> 
     """
     if function is None or context.get_start_method() == "fork":
         return function
-    if not _needs_by_value(function) or not cloudpickle_available():
+    if not needs_by_value(function) or not cloudpickle_available():
         return function
     cloudpickle = importlib.import_module("cloudpickle")
     return ByValue(cloudpickle.dumps(function))
 
 
-def _needs_by_value(function: Any) -> bool:
+def needs_by_value(function: Any) -> bool:
     module = getattr(function, "__module__", None)
     if module == "__main__":
         main = sys.modules.get("__main__")

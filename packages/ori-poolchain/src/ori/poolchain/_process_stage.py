@@ -24,7 +24,12 @@ the lane knows what a stuck or dead worker held:
   included.
 
 Either way the lane starts a replacement worker when it next has work, so a
-stage never loses capacity. Ori does not use ``ProcessPoolExecutor`` here
+stage never loses capacity. A new worker gets no chunk before it reported
+ready (see ``_worker.py``), within ``READY_DEADLINE_SECONDS``; one that dies or
+hangs before that blames no item: it is replaced, and ``MAX_START_FAILURES``
+failed starts in a row end the run with :class:`~ori.errors.OriWorkerStartError`.
+Which start method each worker gets is ``_starting.py``'s business (under
+fork, none is forked beside running threads). Ori does not use ``ProcessPoolExecutor`` here
 because it can neither stop one task nor survive a worker's death.
 
 Inside a chain's ``with`` block, lanes take their workers from the chain's
@@ -51,29 +56,47 @@ from collections.abc import Iterable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from ori.errors import OriTimeoutError, OriWorkerCrashedError
+from ori.errors import OriTimeoutError, OriWorkerCrashedError, OriWorkerStartError
 
 from ._chunking import PROCESS_GIVE_BACK_SECONDS, process_sizer
-from ._context import STOP, Batch, Indices, RunContext, concat, setup_failure
+from ._context import RUN_FAILURE, STOP, Batch, Indices, RunContext, concat, setup_failure
 from ._errors import ErrorRecord, StageLabel, format_exception_text, short_repr
-from ._pickling import for_workers
 from ._stages import StageRuntime, StageSpec
-from ._worker import SETUP_FAILED, Reply, dumps, worker_main
+from ._starting import StartPlan, start_failure_hint
+from ._worker import (
+    SETUP_FAILED,
+    Reply,
+    WorkerCode,
+    WorkerReady,
+    WorkerStartFailed,
+    dumps,
+    worker_main,
+)
 
 STOP_GRACE_SECONDS = 1.0
 WORKER_START_SECONDS = 60.0
 STARTUP_POLL_SECONDS = 0.02
+# A worker that has not reported ready this long after its start is killed and
+# replaced: generous, because a spawned worker imports the user's main module
+# (and whatever it imports) on a machine that may be busy.
+READY_DEADLINE_SECONDS = 60.0
+MAX_START_FAILURES = 3  # failed starts in a row (no worker got ready between) end the run
 PREFETCH_BELOW_SECONDS = 0.005
 
 
 class _Worker:
     """One worker process and the parent's end of its pipe."""
 
-    __slots__ = ("_poller", "conn", "prefetch_bytes", "process")
+    __slots__ = ("_poller", "conn", "method", "prefetch_bytes", "process", "ready", "started")
 
-    def __init__(self, process: multiprocessing.process.BaseProcess, conn: Connection) -> None:
+    def __init__(
+        self, process: multiprocessing.process.BaseProcess, conn: Connection, method: str
+    ) -> None:
         self.process = process
         self.conn = conn
+        self.method = method  # its start method, for messages
+        self.started = time.monotonic()
+        self.ready = False  # it sent WorkerReady (and that was read)
         # A second chunk may wait in the pipe while the worker computes the
         # first only if it fits in the socket's buffer: a send that blocked
         # while the worker blocked sending its reply would deadlock.
@@ -170,14 +193,12 @@ class ProcessStage(StageRuntime):
         )
         self._lanes = [_Lane(slot) for slot in range(self.workers)]
         self._worker_numbers = 0
-        # Lambdas and closures go by value when cloudpickle is installed.
-        self._function = for_workers(spec.function, self._mp)
-        self._setup = (
-            None
-            if spec.initializer is None
-            else (for_workers(spec.initializer, self._mp), spec.initargs)
-        )
+        setup = None if spec.initializer is None else (spec.initializer, spec.initargs)
+        self._plan = StartPlan(self._mp, WorkerCode(spec.function, setup), str(label))
         self._setup_failed = False
+        self._start_lock = threading.Lock()
+        self._start_failures = 0  # failed starts since a worker last got ready
+        self._cannot_start = False  # MAX_START_FAILURES reached: the run is failing
         self._interrupted: set[int | None] = set()  # pids terminated by begin_stop
 
     def lane_count(self) -> int:
@@ -185,35 +206,48 @@ class ProcessStage(StageRuntime):
 
     # -- worker processes -------------------------------------------------
 
-    def _start_worker(self, lane: _Lane) -> _Worker:
+    def _start_worker(self, lane: _Lane) -> _Worker | None:
+        """Start the lane's worker; None (the failure counted) if it could not start."""
+        context, code = self._plan.choose()
+        method = context.get_start_method()
         parent_end, child_end = multiprocessing.Pipe(duplex=True)
         self._worker_numbers += 1
-        process = self._mp.Process(  # type: ignore[attr-defined]
+        process = context.Process(  # type: ignore[attr-defined]
             target=worker_main,
             args=(
                 child_end,
                 self._status,
                 lane.slot,
-                self._function,
-                parent_end if self._fork else None,
+                code,
+                parent_end if method == "fork" else None,
                 self.spec.timeout is not None,
                 PROCESS_GIVE_BACK_SECONDS if self.sizer.adaptive else None,
-                self._setup,
             ),
             name=f"{self.ctx.name}-stage{self.label.number}-worker{self._worker_numbers}",
             daemon=True,
         )
         try:
             process.start()
+        except Exception as exc:
+            # e.g. the forkserver died while importing an unguarded main module
+            parent_end.close()
+            child_end.close()
+            self._start_failed(
+                f"a worker process could not be started ({type(exc).__name__}: {exc})", method
+            )
+            return None
         except BaseException:
             parent_end.close()
             child_end.close()
             raise
         child_end.close()
-        lane.worker = _Worker(process, parent_end)
+        lane.worker = _Worker(process, parent_end, method)
         return lane.worker
 
     def start_processes(self) -> None:
+        # Raises here, before anything runs, when the function cannot be pickled
+        # for the workers (the message names the stage and the fix).
+        self._plan.choose()
         pools = self.ctx.pools
         for lane in self._lanes:
             if pools is not None:
@@ -222,7 +256,95 @@ class ProcessStage(StageRuntime):
                     continue
                 if lane.worker is not None:
                     lane.worker.kill()
+                    lane.worker = None
             self._start_worker(lane)
+
+    def _await_ready(self, lane: _Lane, worker: _Worker) -> bool:
+        """Wait for a new worker's first message; False: it failed (and was handled)."""
+        deadline = worker.started + READY_DEADLINE_SECONDS
+        while not self.ctx.stopping:
+            readable, gone = worker.wait(max(0.0, deadline - time.monotonic()))
+            if readable:
+                try:
+                    message = pickle.loads(worker.conn.recv_bytes())
+                except (EOFError, OSError):
+                    gone = True
+                except Exception as exc:
+                    self._abandon(lane, worker)
+                    what = f"its first message could not be read ({exc})"
+                    self._start_failed(what, worker.method)
+                    return False
+                else:
+                    if isinstance(message, WorkerReady):
+                        worker.ready = True
+                        with self._start_lock:
+                            self._start_failures = 0
+                        return True
+                    self._abandon(lane, worker)
+                    if isinstance(message, WorkerStartFailed):
+                        self._cannot_load(worker, message)
+                    else:  # an Ori bug: the protocol was not kept
+                        self._start_failed(f"it sent {short_repr(message)} first", worker.method)
+                    return False
+            if gone:
+                self._abandon(lane, worker)
+                exit_text = _describe_exit(worker.process.exitcode)
+                self._start_failed(
+                    f"worker process (pid {worker.pid}) ended ({exit_text}) before it was ready",
+                    worker.method,
+                )
+                return False
+            if time.monotonic() >= deadline:
+                self._abandon(lane, worker)
+                self._start_failed(
+                    f"worker process (pid {worker.pid}) did not report ready within "
+                    f"{READY_DEADLINE_SECONDS:g} s and was killed",
+                    worker.method,
+                )
+                return False
+        return False
+
+    def _abandon(self, lane: _Lane, worker: _Worker) -> None:
+        """Kill a worker that failed to start; the lane starts another when needed."""
+        lane.worker = None
+        worker.kill()
+
+    def _start_failed(self, what: str, method: str) -> None:
+        """Count one failed start; the run fails after MAX_START_FAILURES in a row."""
+        with self._start_lock:
+            self._start_failures += 1
+            if self._start_failures < MAX_START_FAILURES or self._cannot_start:
+                return
+            self._cannot_start = True
+        self._fail_run(
+            OriWorkerStartError(
+                f"the worker processes of {self.label} cannot start (start method {method!r}): "
+                f"{what}, {MAX_START_FAILURES} times in a row; no input item was run by them"
+                + start_failure_hint(method)
+            )
+        )
+
+    def _cannot_load(self, worker: _Worker, message: WorkerStartFailed) -> None:
+        """The worker could not load the stage function: no retry can help."""
+        with self._start_lock:
+            if self._cannot_start:
+                return
+            self._cannot_start = True
+        exc = message.exception
+        error = OriWorkerStartError(
+            f"the worker processes of {self.label} cannot start (start method "
+            f"{worker.method!r}): worker process (pid {worker.pid}) could not load the stage "
+            f"function before it ran any item: {type(exc).__name__}: {exc}; the function's "
+            "module must be importable in the worker (its traceback is chained below)"
+        )
+        self._fail_run(error, message.traceback)
+
+    def _fail_run(self, error: BaseException, remote_traceback: str | None = None) -> None:
+        """End the whole run with *error*: the stage cannot work, whatever the policy."""
+        if not self.ctx.stopping:
+            self.ctx.out_queue.put(
+                ErrorRecord(RUN_FAILURE, self.label, error, "", remote_traceback, annotate=False)
+            )
 
     def _keep(self, lane: _Lane, worker: _Worker) -> bool:
         """Give a clean worker back to the warm pools; False: stop it."""
@@ -230,9 +352,14 @@ class ProcessStage(StageRuntime):
         if pools is None or lane.busy or self._setup_failed or worker.pid in self._interrupted:
             return False
         try:
+            if not worker.ready and worker.conn.poll():
+                # Started but never given work: its first message is still unread.
+                worker.ready = isinstance(pickle.loads(worker.conn.recv_bytes()), WorkerReady)
+                if not worker.ready:
+                    return False
             if not worker.process.is_alive() or worker.conn.poll():
                 return False  # dead, or a reply nobody read: not clean
-        except (OSError, ValueError):
+        except Exception:
             return False
         return bool(pools.give_back(self.ctx, self.spec, self.workers, lane.slot, worker))
 
@@ -340,16 +467,30 @@ class ProcessStage(StageRuntime):
         lane waits for the GIL or does its bookkeeping.
         """
         payload, indices, values = self._dumps(indices, values)
-        if not indices:
+        if not indices or self._cannot_start:
             return
         worker = lane.worker
         if worker is None or not worker.process.is_alive():
             if worker is not None:
                 worker.kill()
+                lane.worker = None
             try:
                 worker = self._start_worker(lane)
-            except Exception as exc:
-                self._report_items(indices, values, range(len(values)), exc)
+            except Exception as exc:  # the code cannot be pickled for a forkserver worker
+                self._cannot_start = True
+                self._fail_run(exc)
+                return
+            if worker is None:
+                self._requeue(indices, values, list(range(len(values))))
+                return
+        if not worker.ready:
+            lane.busy = True  # so that close() interrupts the wait
+            try:
+                ready = self._await_ready(lane, worker)
+            finally:
+                lane.busy = False
+            if not ready:
+                self._requeue(indices, values, list(range(len(values))))
                 return
         status = self._status
         base = 2 * lane.slot
@@ -546,7 +687,8 @@ class ProcessStage(StageRuntime):
         """The stage's initializer raised in a worker: the whole run fails."""
         self._setup_failed = True
         if not self.ctx.stopping:
-            self.ctx.out_queue.put(setup_failure(self.spec, self.label, exc, text))
+            failure = setup_failure(self.spec, self.label, exc, text, self._plan.method)
+            self.ctx.out_queue.put(failure)
 
     def _requeue(self, indices: Indices, values: list[Any], positions: list[int]) -> None:
         if positions and not self.ctx.stopping:

@@ -26,21 +26,32 @@ The worker ignores SIGINT: Ctrl-C in a terminal reaches the whole process group,
 and it is the parent that decides how the run ends (it then stops or kills its
 workers). It exits by itself when the parent's end of the pipe closes.
 
-A stage with an initializer runs it once, before serving anything; if it
-raises, the worker sends one reply whose only error has position
+Start-up handshake: a worker's first message is :class:`WorkerReady` once it
+has loaded its stage function (forked workers inherit it; spawn and forkserver
+workers unpickle it from the bytes they were given), or
+:class:`WorkerStartFailed` when that failed (an import error in the worker).
+The parent sends no chunk before it saw ``WorkerReady`` and gives every start
+a deadline, so a worker that dies or hangs while starting is never mistaken
+for one that was running an item.
+
+A stage with an initializer runs it once, after ``WorkerReady`` and before
+serving anything (its duration is the user's, so it has no start deadline);
+if it raises, the worker sends one reply whose only error has position
 ``SETUP_FAILED`` and exits.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import pickle
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
-from typing import Any
+from typing import Any, NamedTuple
 
 from ori.errors import OriError
 
@@ -52,6 +63,27 @@ SETUP_FAILED = -2  # error position of a reply saying the initializer raised
 
 ErrorEntry = tuple[int, BaseException, str]
 Reply = tuple[int, list[Any], list[ErrorEntry], float, bool]
+
+
+@dataclass(frozen=True)
+class WorkerCode:
+    """What a worker runs: the stage function and its optional initializer call."""
+
+    function: Callable[[Any], Any]
+    setup: tuple[Callable[..., Any], tuple[Any, ...]] | None = None
+
+
+class WorkerReady(NamedTuple):
+    """A worker's first message: it loaded its code and takes chunks now."""
+
+    pid: int
+
+
+class WorkerStartFailed(NamedTuple):
+    """A worker's first (and last) message: it could not load its code."""
+
+    exception: BaseException
+    traceback: str
 
 
 def dumps(obj: object) -> bytes:
@@ -72,29 +104,39 @@ def worker_main(
     conn: Connection,
     status: Any,
     slot: int,
-    function: Callable[[Any], Any],
+    code: WorkerCode | bytes,
     inherited: Connection | None,
     timed: bool,
     give_back: float | None,
-    setup: tuple[Callable[..., Any], tuple[Any, ...]] | None = None,
 ) -> None:
-    """Run the *setup* initializer, then serve chunks on *conn* until told to stop."""
+    """Load *code* (pickled, unless forked), run its initializer, then serve chunks."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     view = memoryview(status).cast("B").cast("d")  # faster stores than the ctypes array
     if inherited is not None:
         # Under fork the child inherits the parent's end of its own pipe; keep it
         # open and the child would never see EOF when the parent dies.
         inherited.close()
+    if isinstance(code, bytes):
+        try:
+            code = pickle.loads(code)
+        except BaseException as exc:
+            # Unpickling imports the function's module here: an import error (or
+            # a module-level crash) is the worker's, not any item's.
+            failed = WorkerStartFailed(_portable_exception(exc), format_exception_text(exc))
+            _send_message(conn, failed)
+            _wait_for_parent(conn)
+            return
+    assert isinstance(code, WorkerCode)
+    _send_message(conn, WorkerReady(os.getpid()))
+    function = code.function
+    setup = code.setup
     if setup is not None:
         try:
             setup[0](*setup[1])
         except BaseException as exc:
             text = format_exception_text(exc)
             _send(conn, (0, [], [(SETUP_FAILED, _portable_exception(exc), text)], 0.0, True))
-            # Exit only once the parent sent something (or went away): its
-            # first send must not fail on a closed pipe before it read this.
-            with contextlib.suppress(EOFError, OSError):
-                conn.recv_bytes()
+            _wait_for_parent(conn)
             return
     while True:
         try:
@@ -197,6 +239,20 @@ def _run_chunk(
                 del exc
                 position += 1.0
     _send(conn, (first, results, errors, clock() - started, True))
+
+
+def _wait_for_parent(conn: Connection) -> None:
+    """Exit only once the parent sent something (or went away).
+
+    Its first send must not fail on a closed pipe before it read our last message.
+    """
+    with contextlib.suppress(EOFError, OSError):
+        conn.recv_bytes()
+
+
+def _send_message(conn: Connection, message: WorkerReady | WorkerStartFailed) -> None:
+    with contextlib.suppress(OSError):  # the parent went away: nothing to tell
+        conn.send_bytes(dumps(message))
 
 
 def _send(conn: Connection, reply: Reply) -> None:
