@@ -301,6 +301,6 @@ def test_a_worker_that_cannot_start_fails_the_execute_call_cleanly() -> None:
         .add_threadpool(workers.double)
         .add_processpool(workers.HoldsALock(), max_workers=1, mp_context=spawn)
     )
-    with pytest.raises(TypeError, match="pickle"):
+    with pytest.raises(OriValidationError, match="cannot be pickled"):
         chain.execute_lazy(range(3))
     # The thread stage's lanes and everything else were stopped (no_leaks checks).

@@ -307,6 +307,7 @@ class ProcessStage(StageRuntime):
     def _abandon(self, lane: _Lane, worker: _Worker) -> None:
         """Kill a worker that failed to start; the lane starts another when needed."""
         lane.worker = None
+        self.meter.count_lost_worker()
         worker.kill()
 
     def _start_failed(self, what: str, method: str) -> None:

@@ -29,6 +29,7 @@ import multiprocessing
 import multiprocessing.context
 import sys
 import threading
+import time
 from typing import Any
 
 from ori.errors import OriValidationError
@@ -37,21 +38,37 @@ from ._pickling import INSTALL_HINT, cloudpickle_available, for_workers, needs_b
 from ._worker import WorkerCode, dumps
 
 FORKSERVER = "forkserver"
+EXITING_THREAD_SECONDS = 0.05
 
 
 def single_threaded() -> bool:
     """True when this process runs exactly one thread (the caller's).
 
-    On Linux the kernel's count, which also sees threads that C libraries
-    started and threads still exiting after ``join()`` (the count Python 3.12
-    checks before it warns about fork); elsewhere the threads Python knows.
+    On Linux the kernel's count decides, which also sees threads that C
+    libraries started (the count Python 3.12 checks before it warns about
+    fork). A thread that was just joined may still be exiting in the kernel
+    for a moment, so a count above one is read again for up to
+    ``EXITING_THREAD_SECONDS`` before it is believed.
     """
+    if threading.active_count() > 1:
+        return False
+    deadline = time.monotonic() + EXITING_THREAD_SECONDS
+    while True:
+        count = _kernel_thread_count()
+        if count is None or count == 1:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.001)
+
+
+def _kernel_thread_count() -> int | None:
     try:
         with open("/proc/self/stat", "rb") as stat:
             fields = stat.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return threading.active_count() == 1
-    return int(fields[17]) == 1  # field 20 of stat(5), counted after the command name
+        return int(fields[17])  # field 20 of proc_pid_stat(5), counted after the name
+    except (OSError, IndexError, ValueError):
+        return None  # not Linux: the count Python knows was all there is
 
 
 class StartPlan:
@@ -94,11 +111,11 @@ class StartPlan:
     def _payload_for(self, context: multiprocessing.context.BaseContext) -> WorkerCode | bytes:
         if context.get_start_method() == "fork":
             return self._code  # inherited with the parent's memory: nothing to pickle
-        function = for_workers(self._code.function, context)
-        setup = self._code.setup
-        if setup is not None:
-            setup = (for_workers(setup[0], context), setup[1])
         try:
+            function = for_workers(self._code.function, context)
+            setup = self._code.setup
+            if setup is not None:
+                setup = (for_workers(setup[0], context), setup[1])
             return dumps(WorkerCode(function, setup))
         except Exception as exc:
             raise OriValidationError(

@@ -63,7 +63,8 @@ class StageStats:
         utilisation: ``busy_seconds / (elapsed * workers)``, from 0 to 1: the
             share of the run's time its workers were busy.
         workers_lost: process stages: worker processes that died or were
-            killed while running items (timeouts, crashes) and were replaced.
+            killed while running items (timeouts, crashes), or that failed to
+            start (died or hung before they were ready), and were replaced.
             A death that running the items again does not repeat (e.g. a
             SIGKILL from outside) is counted here and is not a failure: the
             items it interrupted ran again and their results are kept.
