@@ -27,6 +27,7 @@ from ori.errors.validation import (
     describe,
 )
 
+from ._compat import gil_enabled
 from ._dask_stage import dask_spec
 from ._future_stage import instance_spec
 from ._pickling import check_stage_function
@@ -474,6 +475,72 @@ class PoolChain:
             initargs=initargs,
             start_method=start_method,
         )
+
+    def add_cpupool(
+        self,
+        function: Callable[[Any], Any],
+        *,
+        max_workers: int | None = None,
+        timeout: float | None = None,
+        chunksize: int | None = None,
+        on_error: OnError | None = None,
+        retries: int = 0,
+    ) -> PoolChain:
+        """Append a stage for CPU-bound work, on threads or processes, whichever runs in parallel.
+
+        On a free-threaded interpreter (Python 3.13t and later with the GIL
+        off: ``sys._is_gil_enabled()`` is false) the stage runs on threads,
+        like :meth:`add_threadpool`: items and results are not pickled, which
+        makes large items far cheaper, and any callable works. With the GIL,
+        threads could not compute in parallel, so the stage runs on worker
+        processes, like :meth:`add_processpool`, with its pickling rules. The
+        choice is made here, when the stage is added; the results are the
+        same either way. The stage's label (in errors, :class:`ChainStats`,
+        ``print_stats()`` and progress bars) says which it picked: ``cpu pool
+        on threads`` or ``cpu pool on processes``.
+
+        What differs on threads: nothing is pickled; an item that exceeds
+        *timeout* is reported at once, but its thread cannot be killed, so the
+        call runs on in the background and its result is dropped; a crash in
+        C code takes the whole program down instead of one worker; and
+        *chunksize* has no effect (thread stages batch by themselves).
+
+        Args:
+            function: called with one item, returns the item for the next
+                stage; on processes it must be picklable (see
+                :meth:`add_processpool`).
+            max_workers: threads or processes; ``None`` means one per usable CPU.
+            timeout: seconds one item may run (int or float > 0), or ``None``.
+            chunksize: items sent to a worker process at a time (processes
+                only); ``None`` (the default) is automatic.
+            on_error: this stage's error policy (see :meth:`add_threadpool`).
+            retries: how many more times a failed item is tried (see
+                :meth:`add_threadpool`).
+
+        Returns:
+            This chain, for chaining calls.
+
+        Raises:
+            OriValidationError: as :meth:`add_processpool` (or
+                :meth:`add_threadpool` on threads) for the same arguments.
+        """
+        on_threads = not gil_enabled()
+        chunk = check_positive_int(chunksize, "chunksize")
+        self.add(
+            function,
+            executor_class=(
+                concurrent.futures.ThreadPoolExecutor
+                if on_threads
+                else concurrent.futures.ProcessPoolExecutor
+            ),
+            max_workers=max_workers,
+            timeout=timeout,
+            chunksize=None if on_threads else chunk,
+            on_error=on_error,
+            retries=retries,
+        )
+        self._specs[-1] = dataclasses.replace(self._specs[-1], cpu_bound=True)
+        return self
 
     def add_asyncpool(
         self,

@@ -77,13 +77,16 @@ class StageSpec:
     # stages) or lane thread (thread stages) before its first item.
     initializer: Callable[..., Any] | None = None
     initargs: tuple[Any, ...] = ()
+    # add_cpupool: a thread or process stage chosen for CPU-bound work (one
+    # lane per CPU, and labels that say which it is).
+    cpu_bound: bool = False
 
     @property
     def workers(self) -> int:
         """How many lanes the stage runs."""
         if self.max_workers is not None:
             return self.max_workers
-        if self.kind == "process":
+        if self.kind == "process" or self.cpu_bound:
             return usable_cpus()
         return default_thread_workers()
 
@@ -94,6 +97,8 @@ class StageSpec:
 
     @property
     def kind_name(self) -> str:
+        if self.cpu_bound:
+            return "cpu pool on threads" if self.kind == "thread" else "cpu pool on processes"
         if self.kind == "thread":
             return "thread pool"
         if self.kind == "process":

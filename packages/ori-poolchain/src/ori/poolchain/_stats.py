@@ -39,7 +39,10 @@ class StageStats:
     Attributes:
         number: the stage's position in the chain, from 1.
         total: how many stages the chain has.
-        kind: ``"thread pool"``, ``"process pool"`` or the executor class name.
+        kind: ``"thread pool"``, ``"process pool"``, ``"asyncio"``, ``"dask"``,
+            ``"cpu pool on threads"`` or ``"cpu pool on processes"`` (what
+            :meth:`~ori.poolchain.PoolChain.add_cpupool` picked), or the
+            executor's class name.
         function: the name of the stage's function.
         workers: its threads or worker processes.
         items_in: items handed to the stage (read from the input for the
