@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import pickle
 from typing import Any, cast
 
 import poolchain_workers as workers
@@ -193,13 +192,13 @@ def test_a_chunk_that_gets_slow_hands_its_rest_back() -> None:
 def test_worker_gives_back_the_unstarted_rest_of_a_slow_chunk() -> None:
     from multiprocessing.connection import Connection
 
-    from ori.poolchain import _worker
+    from ori.poolchain import _wire, _worker
 
     sent: list[Any] = []
 
     class FakeConn:
         def send_bytes(self, data: bytes) -> None:
-            sent.append(pickle.loads(data))
+            sent.append(_wire.decode(data))
 
     status = memoryview(bytearray(16)).cast("d")
     values = [0.03] * 10

@@ -19,16 +19,16 @@ from collections.abc import Callable
 from typing import Any
 
 from ._errors import format_exception_text
-from ._worker import ErrorEntry
+from ._wire import ItemError
 from ._worker import _portable_exception as portable_exception
 
-ChunkOutcome = tuple[list[Any], list[ErrorEntry], float]
+ChunkOutcome = tuple[list[Any], list[ItemError], float]
 
 
 def run_chunk(function: Callable[[Any], Any], values: list[Any], portable: bool) -> ChunkOutcome:
     """Call *function* on each value; return (results, errors, seconds).
 
-    ``errors`` lists ``(position, exception, traceback text)``; the matching
+    ``errors`` lists :class:`~._wire.ItemError` entries; the matching
     ``results`` entry is None. With *portable* (the outcome will be pickled),
     an exception that would not survive a pickle round trip is replaced by an
     :class:`~ori.errors.OriError` naming it.
@@ -36,7 +36,7 @@ def run_chunk(function: Callable[[Any], Any], values: list[Any], portable: bool)
     clock = time.perf_counter
     started = clock()
     results: list[Any] = []
-    errors: list[ErrorEntry] = []
+    errors: list[ItemError] = []
     size = len(values)
     start = 0
     while start < size:
@@ -47,7 +47,7 @@ def run_chunk(function: Callable[[Any], Any], values: list[Any], portable: bool)
             start = len(results)  # extend() kept what came before the failure
             results.append(None)
             error = portable_exception(exc) if portable else exc
-            errors.append((start, error, format_exception_text(exc)))
+            errors.append(ItemError(start, error, format_exception_text(exc)))
             del exc, error
             start += 1
     return results, errors, clock() - started

@@ -45,7 +45,6 @@ import multiprocessing
 import multiprocessing.connection
 import multiprocessing.context
 import os
-import pickle
 import queue
 import select
 import signal
@@ -63,15 +62,18 @@ from ._context import RUN_FAILURE, STOP, Batch, Indices, RunContext, concat, set
 from ._errors import ErrorRecord, StageLabel, format_exception_text, short_repr
 from ._stages import StageRuntime, StageSpec
 from ._starting import StartPlan, start_failure_hint
-from ._worker import (
-    SETUP_FAILED,
+from ._wire import (
+    ChunkUnreadable,
+    Message,
     Reply,
-    WorkerCode,
+    SetupFailed,
+    UnreadableReply,
     WorkerReady,
     WorkerStartFailed,
+    decode,
     dumps,
-    worker_main,
 )
+from ._worker import WorkerCode, inside_worker, worker_main
 
 STOP_GRACE_SECONDS = 1.0
 WORKER_START_SECONDS = 60.0
@@ -129,7 +131,8 @@ class _Worker:
         return self.process.pid
 
     def kill(self) -> None:
-        """SIGKILL the process and reap it (any thread)."""
+        """SIGKILL the process and what it started, and reap it (any thread)."""
+        self._kill_group()
         with contextlib.suppress(OSError, AttributeError, ValueError):
             self.process.kill()
         self._reap(STOP_GRACE_SECONDS)
@@ -145,16 +148,30 @@ class _Worker:
         with contextlib.suppress(OSError, AttributeError, ValueError):
             self.process.terminate()
 
+    def _kill_group(self) -> None:
+        """SIGKILL the worker's process group: what its stage function started.
+
+        Called while the worker is alive or not yet reaped, so the group id
+        cannot have been reused. A worker that did not lead a group yet (it
+        was still starting) has no group to kill.
+        """
+        pid = self.process.pid
+        if pid is not None and hasattr(os, "killpg"):
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+
     def _reap(self, grace: float) -> None:
         process = self.process
         try:
+            # Wait for the exit without reaping, so that the group can be killed
+            # before the worker's pid (its group id) is released.
+            for escalate in (None, process.terminate, process.kill):
+                if escalate is not None:
+                    escalate()
+                if multiprocessing.connection.wait([process.sentinel], grace):
+                    break
+            self._kill_group()
             process.join(grace)
-            if process.exitcode is None:
-                process.terminate()
-                process.join(grace)
-            if process.exitcode is None:
-                process.kill()
-                process.join(grace)
         except (AssertionError, ValueError):  # never started, or already closed
             pass
         with contextlib.suppress(OSError):
@@ -162,7 +179,7 @@ class _Worker:
 
 
 class _Lane:
-    __slots__ = ("busy", "crashes", "fast", "slot", "thread", "worker")
+    __slots__ = ("busy", "crashes", "fast", "slot", "solo", "thread", "worker")
 
     def __init__(self, slot: int) -> None:
         self.slot = slot
@@ -170,6 +187,9 @@ class _Lane:
         self.thread: threading.Thread | None = None
         self.busy = False
         self.crashes = 0  # workers of this lane that died while running a chunk
+        # Items to run again one per chunk, once the current chunk is done: their
+        # chunk (or reply) could not be unpickled, and only alone is one blamed.
+        self.solo: list[tuple[int, Any]] = []
         # Whether its last chunk took under PREFETCH_BELOW_SECONDS: only then
         # is a second chunk sent ahead (for slow items it would only tie work
         # to this worker while another one might be idle).
@@ -222,6 +242,7 @@ class ProcessStage(StageRuntime):
                 parent_end if method == "fork" else None,
                 self.spec.timeout is not None,
                 PROCESS_GIVE_BACK_SECONDS if self.sizer.adaptive else None,
+                not inside_worker(),  # a top-level worker leads a process group
             ),
             name=f"{self.ctx.name}-stage{self.label.number}-worker{self._worker_numbers}",
             daemon=True,
@@ -266,7 +287,7 @@ class ProcessStage(StageRuntime):
             readable, gone = worker.wait(max(0.0, deadline - time.monotonic()))
             if readable:
                 try:
-                    message = pickle.loads(worker.conn.recv_bytes())
+                    message = decode(worker.conn.recv_bytes())
                 except (EOFError, OSError):
                     gone = True
                 except Exception as exc:
@@ -355,7 +376,7 @@ class ProcessStage(StageRuntime):
         try:
             if not worker.ready and worker.conn.poll():
                 # Started but never given work: its first message is still unread.
-                worker.ready = isinstance(pickle.loads(worker.conn.recv_bytes()), WorkerReady)
+                worker.ready = isinstance(decode(worker.conn.recv_bytes()), WorkerReady)
                 if not worker.ready:
                     return False
             if not worker.process.is_alive() or worker.conn.poll():
@@ -528,6 +549,9 @@ class ProcessStage(StageRuntime):
                 outstanding.popleft()
         finally:
             lane.busy = False
+        while lane.solo and not self.ctx.stopping:
+            index, value = lane.solo.pop(0)
+            self._run_chunk(lane, [index], [value])
 
     def _prefetch(
         self, worker: _Worker, outstanding: collections.deque[tuple[Indices, list[Any], int]]
@@ -589,20 +613,20 @@ class ProcessStage(StageRuntime):
                     self._lost_worker(lane, worker, indices, values, finished)
                     return False
                 try:
-                    reply: Reply = pickle.loads(data)
+                    message = decode(data)
                 except Exception as exc:
                     self._unreadable_reply(lane, worker, indices, values, finished, exc)
                     return False
-                finished = self._deliver(reply, indices, values)
-                if reply[4]:
-                    self.meter.add_busy(reply[3])  # the compute time the worker measured
-                    lane.fast = reply[3] < PREFETCH_BELOW_SECONDS
-                    self.sizer.report(finished, reply[3], nbytes * finished // len(values))
+                finished, seconds = self._deliver(lane, message, indices, values)
+                if seconds is not None:  # the chunk's final reply
+                    self.meter.add_busy(seconds)  # the compute time the worker measured
+                    lane.fast = seconds < PREFETCH_BELOW_SECONDS
+                    self.sizer.report(finished, seconds, nbytes * finished // len(values))
                     # A worker may hand back the end of a chunk that got slow.
                     self._requeue(indices, values, list(range(finished, len(values))))
                     return True
             elif gone:
-                finished = self._drain(conn, indices, values, finished)
+                finished = self._drain(lane, conn, indices, values, finished)
                 if finished >= len(values):
                     return True  # this chunk was answered in full before the end
                 self._lost_worker(lane, worker, indices, values, finished)
@@ -610,7 +634,7 @@ class ProcessStage(StageRuntime):
             elif timeout is not None:
                 position, deadline = self._deadline(base, timeout)
                 if time.monotonic() >= deadline:
-                    finished = self._drain(conn, indices, values, finished)
+                    finished = self._drain(lane, conn, indices, values, finished)
                     position = max(position, 0)  # a worker that never started: item 0
                     if finished > position:
                         continue
@@ -632,11 +656,13 @@ class ProcessStage(StageRuntime):
             return -1, started + timeout + WORKER_START_SECONDS
         return position, started + timeout
 
-    def _drain(self, conn: Connection, indices: Indices, values: list[Any], finished: int) -> int:
+    def _drain(
+        self, lane: _Lane, conn: Connection, indices: Indices, values: list[Any], finished: int
+    ) -> int:
         """Deliver replies already in the pipe; the new ``finished`` position."""
         with contextlib.suppress(Exception):
             while conn.poll():
-                finished = self._deliver(pickle.loads(conn.recv_bytes()), indices, values)
+                finished = self._deliver(lane, decode(conn.recv_bytes()), indices, values)[0]
         return finished
 
     def _unreadable_reply(
@@ -648,9 +674,11 @@ class ProcessStage(StageRuntime):
         finished: int,
         exc: Exception,
     ) -> None:
-        """A reply that does not unpickle here fails the items it may carry.
+        """A message whose header cannot be read fails the items it may carry.
 
         The worker is replaced: where it is in the chunk is no longer known.
+        (A reply whose *body* does not unpickle is an ``UnreadableReply``:
+        its header still says which items it covered, see :meth:`_deliver`.)
         """
         lane.worker = None
         self.meter.count_lost_worker()
@@ -663,18 +691,64 @@ class ProcessStage(StageRuntime):
         )
         self._report_items(indices, values, range(finished, len(values)), exc, text)
 
-    def _deliver(self, reply: Reply, indices: Indices, values: list[Any]) -> int:
+    def _deliver(
+        self, lane: _Lane, message: Message, indices: Indices, values: list[Any]
+    ) -> tuple[int, float | None]:
+        """Hand on what *message* says about the chunk.
+
+        Returns the chunk position answered up to, and the worker's compute
+        seconds when the message was the chunk's last (else None).
+        """
+        if isinstance(message, Reply):
+            self._deliver_reply(message, indices, values)
+            end = message.first + len(message.results)
+            return end, (message.seconds if message.done else None)
+        if isinstance(message, UnreadableReply):
+            end = message.first + message.size
+            text = (
+                "The stage function's result could not be unpickled in the parent process "
+                "(the worker sent it, but its type cannot be rebuilt here):\n"
+                + format_exception_text(message.exception)
+            )
+            self._blame_alone(
+                lane, indices, values, range(message.first, end), message.exception, text
+            )
+            return end, (message.seconds if message.done else None)
+        if isinstance(message, ChunkUnreadable):
+            text = (
+                "The argument could not be unpickled in the worker process:\n" + message.traceback
+            )
+            self._blame_alone(lane, indices, values, range(len(values)), message.exception, text)
+            return len(values), 0.0
+        if isinstance(message, SetupFailed):
+            self._fail_setup(message.exception, message.traceback)
+            return len(values), 0.0
+        raise AssertionError(f"unexpected message from a worker: {short_repr(message)}")
+
+    def _blame_alone(
+        self,
+        lane: _Lane,
+        indices: Indices,
+        values: list[Any],
+        positions: range,
+        exc: BaseException,
+        text: str,
+    ) -> None:
+        """Report the one item at *positions*, or run several again one by one.
+
+        Only an item that fails alone is to blame; the others' results are kept.
+        """
+        if len(positions) == 1:
+            self._report_items(indices, values, positions, exc, text)
+        else:
+            lane.solo.extend((indices[p], values[p]) for p in positions)
+
+    def _deliver_reply(self, reply: Reply, indices: Indices, values: list[Any]) -> None:
         first, results, errors, _, _ = reply
         end = first + len(results)
         if errors:
             failed: set[int] = set()
             for position, exc, text in errors:
-                if position == SETUP_FAILED:
-                    self._fail_setup(exc, text)
-                    return len(values)
-                if position < 0:  # the chunk itself could not be unpickled
-                    self._report_items(indices, values, range(len(values)), exc, text)
-                    return len(values)
                 failed.add(position)
                 self._report_items(indices, values, (position,), exc, text)
             ok = [p for p in range(first, end) if p not in failed]
@@ -682,7 +756,6 @@ class ProcessStage(StageRuntime):
                 self.outlet.put([indices[p] for p in ok], [results[p - first] for p in ok])
         elif results:
             self.outlet.put(indices[first:end], results)
-        return end
 
     def _fail_setup(self, exc: BaseException, text: str) -> None:
         """The stage's initializer raised in a worker: the whole run fails."""

@@ -35,7 +35,8 @@ from typing import Any
 from ori.errors import OriValidationError
 
 from ._pickling import INSTALL_HINT, cloudpickle_available, for_workers, needs_by_value
-from ._worker import WorkerCode, dumps
+from ._wire import dumps
+from ._worker import WorkerCode
 
 FORKSERVER = "forkserver"
 EXITING_THREAD_SECONDS = 0.05

@@ -1,18 +1,17 @@
 """The code that runs inside a process-stage worker.
 
-Protocol on the worker's own duplex pipe (one pipe per worker, so nothing is
-shared and no lock is needed)::
-
-    parent -> worker   pickled list of arguments (a chunk), or pickled None: exit
-    worker -> parent   pickled (first, results, errors, seconds, done) replies
+The worker talks to its lane over its own duplex pipe (one pipe per worker,
+so nothing is shared and no lock is needed), in the messages of ``_wire.py``.
 
 A chunk is answered by one reply (``done=True``); with automatic chunk sizes a
 chunk that runs far longer than planned is cut short and its final reply covers
 only the items done (the parent sends the rest again). When the stage has a timeout,
 partial replies go out at most every 50 ms, so that killing a stuck worker
 costs at most that much finished work (its unanswered items are run again). ``first`` is the
-chunk position of ``results[0]``; ``errors`` lists ``(position, exception,
-traceback text)`` and the matching ``results`` entry is a placeholder.
+chunk position of ``results[0]``; ``errors`` lists the failed positions
+(:class:`~._wire.ItemError`) and the matching ``results`` entry is a placeholder.
+A chunk the worker cannot unpickle is answered by ``ChunkUnreadable``, and the
+parent sends its items again one by one to find the one at fault.
 
 The worker publishes progress in its two slots of a shared array, so the parent
 knows what a dead or stuck worker was running without any message. With a
@@ -22,27 +21,35 @@ running slice (up to ``UNTIMED_SLICE`` fast items, or one slow item, run by
 map() at C speed); the parent then finds the item that killed a worker by
 running that slice's items again one by one.
 
-The worker ignores SIGINT: Ctrl-C in a terminal reaches the whole process group,
-and it is the parent that decides how the run ends (it then stops or kills its
-workers). It exits by itself when the parent's end of the pipe closes.
+The worker ignores SIGINT: it is the parent that decides how the run ends (it
+then stops or kills its workers). It exits by itself when the parent's end of
+the pipe closes.
 
-Start-up handshake: a worker's first message is :class:`WorkerReady` once it
+Stage functions may start processes of their own (a library's process pool, a
+nested chain, a command). So a worker is not daemonic in its own eyes (the
+parent still treats it as daemonic, so that interpreter exit never waits for
+it), and a top-level worker leads a process group of its own, which what it
+starts joins: when the parent kills or stops the worker, it kills that group
+too, so nothing the worker started outlives it. (Workers of a chain nested in
+a stage function stay in the outer worker's group.)
+
+Start-up handshake: a worker's first message is ``WorkerReady`` once it
 has loaded its stage function (forked workers inherit it; spawn and forkserver
 workers unpickle it from the bytes they were given), or
-:class:`WorkerStartFailed` when that failed (an import error in the worker).
+``WorkerStartFailed`` when that failed (an import error in the worker).
 The parent sends no chunk before it saw ``WorkerReady`` and gives every start
 a deadline, so a worker that dies or hangs while starting is never mistaken
 for one that was running an item.
 
 A stage with an initializer runs it once, after ``WorkerReady`` and before
 serving anything (its duration is the user's, so it has no start deadline);
-if it raises, the worker sends one reply whose only error has position
-``SETUP_FAILED`` and exits.
+if it raises, the worker sends ``SetupFailed`` and exits.
 """
 
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import pickle
 import signal
@@ -50,19 +57,33 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from multiprocessing.reduction import ForkingPickler
-from typing import Any, NamedTuple
+from typing import Any
 
 from ori.errors import OriError
 
 from ._errors import format_exception_text
+from ._wire import (
+    ChunkUnreadable,
+    Control,
+    ItemError,
+    Reply,
+    SetupFailed,
+    WorkerReady,
+    WorkerStartFailed,
+    dumps,
+    encode_control,
+    encode_reply,
+)
 
 PARTIAL_REPLY_SECONDS = 0.05
 UNTIMED_SLICE = 256
-SETUP_FAILED = -2  # error position of a reply saying the initializer raised
 
-ErrorEntry = tuple[int, BaseException, str]
-Reply = tuple[int, list[Any], list[ErrorEntry], float, bool]
+_inside_worker = False  # set in a worker process: chains started there nest
+
+
+def inside_worker() -> bool:
+    """True in a process-stage worker (whose own chains' workers join its group)."""
+    return _inside_worker
 
 
 @dataclass(frozen=True)
@@ -73,33 +94,6 @@ class WorkerCode:
     setup: tuple[Callable[..., Any], tuple[Any, ...]] | None = None
 
 
-class WorkerReady(NamedTuple):
-    """A worker's first message: it loaded its code and takes chunks now."""
-
-    pid: int
-
-
-class WorkerStartFailed(NamedTuple):
-    """A worker's first (and last) message: it could not load its code."""
-
-    exception: BaseException
-    traceback: str
-
-
-def dumps(obj: object) -> bytes:
-    """Pickle like multiprocessing does, as plain bytes.
-
-    ``ForkingPickler.dumps`` returns a view of a BytesIO; releasing it here
-    means no buffer export can outlive its call (Python 3.13 reports a BytesIO
-    collected while exported as an unraisable error).
-    """
-    view = ForkingPickler.dumps(obj)
-    try:
-        return bytes(view)
-    finally:
-        view.release()
-
-
 def worker_main(
     conn: Connection,
     status: Any,
@@ -108,9 +102,17 @@ def worker_main(
     inherited: Connection | None,
     timed: bool,
     give_back: float | None,
+    own_group: bool,
 ) -> None:
     """Load *code* (pickled, unless forked), run its initializer, then serve chunks."""
+    global _inside_worker
+    _inside_worker = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Its own children are allowed: multiprocessing refuses them to a daemon.
+    multiprocessing.current_process().daemon = False
+    if own_group and hasattr(os, "setpgid"):
+        with contextlib.suppress(OSError):
+            os.setpgid(0, 0)
     view = memoryview(status).cast("B").cast("d")  # faster stores than the ctypes array
     if inherited is not None:
         # Under fork the child inherits the parent's end of its own pipe; keep it
@@ -135,7 +137,7 @@ def worker_main(
             setup[0](*setup[1])
         except BaseException as exc:
             text = format_exception_text(exc)
-            _send(conn, (0, [], [(SETUP_FAILED, _portable_exception(exc), text)], 0.0, True))
+            _send_message(conn, SetupFailed(_portable_exception(exc), text))
             _wait_for_parent(conn)
             return
     while True:
@@ -147,9 +149,9 @@ def worker_main(
             values = pickle.loads(data)
         except Exception as exc:
             # An argument the worker cannot rebuild (e.g. its class is not
-            # importable here): position -1 fails the whole chunk.
+            # importable here): the parent sends the items again one by one.
             text = format_exception_text(exc)
-            _send(conn, (0, [], [(-1, _portable_exception(exc), text)], 0.0, True))
+            _send_message(conn, ChunkUnreadable(_portable_exception(exc), text))
             continue
         if values is None:
             return
@@ -175,7 +177,7 @@ def _run_chunk(
     started = time.perf_counter()
     clock = time.perf_counter
     results: list[Any] = []
-    errors: list[ErrorEntry] = []
+    errors: list[ItemError] = []
     append = results.append
     first = 0
     if not timed:
@@ -198,7 +200,7 @@ def _run_chunk(
             except BaseException as exc:
                 start = len(results)  # extend() kept what came before the failure
                 append(None)
-                errors.append((start, exc, format_exception_text(exc)))
+                errors.append(ItemError(start, exc, format_exception_text(exc)))
                 del exc
                 start += 1
             now = clock()
@@ -222,7 +224,7 @@ def _run_chunk(
                     if give_back is not None and position and clock() - started > give_back:
                         break  # the rest goes back to the parent unstarted
                     if now - last_reply > PARTIAL_REPLY_SECONDS and results:
-                        _send(conn, (first, results, errors, 0.0, False))
+                        _send(conn, Reply(first, results, errors, 0.0, False))
                         first = int(position)
                         results = []
                         errors = []
@@ -235,10 +237,10 @@ def _run_chunk(
                 break
             except BaseException as exc:
                 append(None)
-                errors.append((int(position), exc, format_exception_text(exc)))
+                errors.append(ItemError(int(position), exc, format_exception_text(exc)))
                 del exc
                 position += 1.0
-    _send(conn, (first, results, errors, clock() - started, True))
+    _send(conn, Reply(first, results, errors, clock() - started, True))
 
 
 def _wait_for_parent(conn: Connection) -> None:
@@ -250,20 +252,19 @@ def _wait_for_parent(conn: Connection) -> None:
         conn.recv_bytes()
 
 
-def _send_message(conn: Connection, message: WorkerReady | WorkerStartFailed) -> None:
+def _send_message(conn: Connection, message: Control) -> None:
     with contextlib.suppress(OSError):  # the parent went away: nothing to tell
-        conn.send_bytes(dumps(message))
+        conn.send_bytes(encode_control(message))
 
 
 def _send(conn: Connection, reply: Reply) -> None:
-    first, results, errors, seconds, done = reply
-    if errors:  # exceptions must survive the round trip, not only the pickling
-        errors = [(position, _portable_exception(exc), text) for position, exc, text in errors]
-        reply = (first, results, errors, seconds, done)
+    if reply.errors:  # exceptions must survive the round trip, not only the pickling
+        portable = [ItemError(p, _portable_exception(exc), text) for p, exc, text in reply.errors]
+        reply = reply._replace(errors=portable)
     try:
-        payload = dumps(reply)
+        payload = encode_reply(reply)
     except Exception:
-        payload = dumps(_picklable(reply))
+        payload = encode_reply(_picklable(reply))
     conn.send_bytes(payload)
 
 
@@ -276,9 +277,9 @@ def _picklable(reply: Reply) -> Reply:
     """
     first, results, errors, seconds, done = reply
     failed = {position for position, _, _ in errors}
-    clean_errors: list[ErrorEntry] = []
+    clean_errors: list[ItemError] = []
     for position, exc, text in errors:
-        clean_errors.append((position, _portable_exception(exc), text))
+        clean_errors.append(ItemError(position, _portable_exception(exc), text))
     clean_results = list(results)
     for offset, result in enumerate(results):
         position = first + offset
@@ -292,9 +293,9 @@ def _picklable(reply: Reply) -> Reply:
                 "The stage function returned a value that cannot be pickled, so the "
                 "worker process could not send it back:\n" + format_exception_text(exc)
             )
-            clean_errors.append((position, _portable_exception(exc), text))
-    clean_errors.sort(key=lambda entry: entry[0])
-    return first, clean_results, clean_errors, seconds, done
+            clean_errors.append(ItemError(position, _portable_exception(exc), text))
+    clean_errors.sort(key=lambda entry: entry.position)
+    return Reply(first, clean_results, clean_errors, seconds, done)
 
 
 def _portable_exception(exc: BaseException) -> BaseException:
