@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
-from release_metadata import PACKAGE_DIRS, ROOT, module_name, version
+from release_metadata import PACKAGE_DIRS, ROOT, module_name
 from release_metadata import dist_name as _dist_name
 from release_metadata import version as _version
 
@@ -115,7 +115,7 @@ def test_every_distribution_ships_the_licence(dist_dir: Path, package_dir: Path)
 def test_wheel_version_is_the_module_version(dist_dir: Path, package_dir: Path) -> None:
     built = _wheel_metadata(dist_dir, package_dir)["Version"]
     if package_dir.name == "ori":
-        assert built == version(package_dir)  # the meta-package has no module
+        assert built == _version(package_dir)  # the meta-package has no module
         return
     module = importlib.import_module(f"ori.{module_name(package_dir)}")
     assert built == module.__version__
