@@ -8,14 +8,18 @@ network delay. Then it streams the file URLs through three stages:
 2. compress it and hash it (a process stage: pure CPU work, on every core),
 3. save the compressed file to a temporary folder (a thread stage: disk I/O),
 
-and prints how long each stage was busy and how long the whole run took. The
-three stages overlap, so the run takes about as long as its slowest stage,
-not as long as all of them added up.
+then checks every saved file and prints the chain's own statistics
+(``PoolChain.print_stats()``: per stage, its workers, items, busy time and
+utilisation, and which stage is the bottleneck). The three stages overlap, so
+the run takes about as long as its slowest stage, not as long as all of them
+added up. ``--progress`` shows a live bar per stage while it runs
+(``progress=True``, which needs tqdm: ``pip install 'ori-poolchain[progress]'``).
 
 Run it with::
 
     python -m pip install -q -e packages/ori-errors -e packages/ori-poolchain
     python examples/download_compute_save.py            # --help for the knobs
+    python examples/download_compute_save.py --progress
 """
 
 from __future__ import annotations
@@ -23,8 +27,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import http.server
-import os
 import random
+import sys
 import tempfile
 import threading
 import time
@@ -35,13 +39,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from ori.errors import OriValidationError
 from ori.poolchain import PoolChain
 
 
 class Downloaded(NamedTuple):
     name: str
     data: bytes
-    seconds: list[float]  # time spent in each stage so far
 
 
 class Compressed(NamedTuple):
@@ -49,7 +53,6 @@ class Compressed(NamedTuple):
     compressed: bytes
     size: int
     sha256: str
-    seconds: list[float]
 
 
 class Saved(NamedTuple):
@@ -57,7 +60,6 @@ class Saved(NamedTuple):
     size: int
     compressed_size: int
     sha256: str
-    seconds: list[float]
 
 
 # -- the three stage functions (module level, so worker processes can import them) --
@@ -65,30 +67,25 @@ class Saved(NamedTuple):
 
 def download(url: str) -> Downloaded:
     """Fetch one file over HTTP (runs in a thread)."""
-    started = time.perf_counter()
     with urllib.request.urlopen(url, timeout=30) as response:
         data = response.read()
-    return Downloaded(url.rsplit("/", 1)[-1], data, [time.perf_counter() - started])
+    return Downloaded(url.rsplit("/", 1)[-1], data)
 
 
 def compress_and_hash(item: Downloaded) -> Compressed:
     """Compress and hash one file (runs in a worker process)."""
-    started = time.perf_counter()
     compressed = zlib.compress(item.data, 9)
     digest = hashlib.sha256(item.data).hexdigest()
-    seconds = [*item.seconds, time.perf_counter() - started]
-    return Compressed(item.name, compressed, len(item.data), digest, seconds)
+    return Compressed(item.name, compressed, len(item.data), digest)
 
 
 def make_saver(folder: Path) -> Any:
     """A save function bound to *folder* (thread stages accept closures)."""
 
     def save(item: Compressed) -> Saved:
-        started = time.perf_counter()
         path = folder / f"{item.name}.z"
         path.write_bytes(item.compressed)
-        seconds = [*item.seconds, time.perf_counter() - started]
-        return Saved(str(path), item.size, len(item.compressed), item.sha256, seconds)
+        return Saved(str(path), item.size, len(item.compressed), item.sha256)
 
     return save
 
@@ -160,6 +157,9 @@ def main() -> None:
     parser.add_argument("--downloaders", type=int, default=8, help="download threads (8)")
     parser.add_argument("--processes", type=int, default=None, help="workers (one per CPU)")
     parser.add_argument("--savers", type=int, default=4, help="saving threads (4)")
+    parser.add_argument(
+        "--progress", action="store_true", help="a live progress bar per stage (needs tqdm)"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="ori-demo-") as tmp:
@@ -174,7 +174,13 @@ def main() -> None:
             print(f"PoolChain demo: {len(urls)} files of {args.size_kib} KiB from {base_url}")
             print("  download (threads) -> compress + sha256 (processes) -> save (threads)")
             started = time.perf_counter()
-            results: list[Saved] = chain.execute_eager(urls)
+            try:
+                results: list[Saved] = chain.execute_eager(urls, progress=args.progress)
+            except OriValidationError as exc:
+                if not args.progress:
+                    raise
+                # Ori's message says what is missing and how to install it.
+                sys.exit(f"--progress: {exc}")
             wall = time.perf_counter() - started
 
         # Check every result: right file, right content, in input order.
@@ -185,26 +191,16 @@ def main() -> None:
             assert restored == original
             assert result.sha256 == hashlib.sha256(original).hexdigest()
 
+        # The chain's own statistics of the run: per stage, how busy it was,
+        # and which stage set the pace.
+        print()
+        chain.print_stats()
+
         total_mb = sum(r.size for r in results) / 1e6
         ratio = sum(r.compressed_size for r in results) / max(1, sum(r.size for r in results))
-        processes = args.processes or os.cpu_count() or 1
-        stages = [
-            ("download", "threads", args.downloaders),
-            ("compress + sha256", "processes", processes),
-            ("save", "threads", args.savers),
-        ]
-        print(f"\n{'stage':<30} {'workers':>7} {'busy s':>8} {'files/s':>9} {'MB/s':>7}")
-        busy_total = 0.0
-        for number, (name, kind, count) in enumerate(stages):
-            busy = sum(r.seconds[number] for r in results)
-            busy_total += busy
-            # What the stage sustains with all its workers busy: the smallest
-            # of these is the bottleneck, and the wall time follows it.
-            rate = len(results) * count / busy if busy else float("inf")
-            print(
-                f"{name + ' (' + kind + ')':<30} {count:>7} {busy:>8.2f} {rate:>9.1f} "
-                f"{rate * total_mb / len(results):>7.1f}"
-            )
+        stats = chain.stats
+        assert stats is not None
+        busy_total = sum(stage.busy_seconds for stage in stats.stages)
         print(
             f"\n{len(results)} files, {total_mb:.1f} MB -> {ratio:.0%} after compression, "
             f"all {len(results)} verified"

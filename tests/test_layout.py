@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from release_metadata import version
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -54,7 +56,8 @@ def test_library_layout(package_dir: Path) -> None:
     project = _project(package_dir)
     assert project["name"] == package_dir.name
     assert project["requires-python"] == ">=3.10"
-    assert re.fullmatch(r"\d+\.\d+\.\d+", project["version"])
+    assert project["dynamic"] == ["version"], "the version is the module's __version__"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version(package_dir))
 
 
 @pytest.mark.parametrize("package_dir", LIBRARIES, ids=lambda p: p.name)
@@ -73,8 +76,13 @@ def test_library_dependencies(package_dir: Path) -> None:
 
 def test_meta_package_pins_every_library_exactly() -> None:
     project = _project(META)
-    pins = dict(d.split("==") for d in project["dependencies"])
-    expected = {p.name: _project(p)["version"] for p in LIBRARIES}
+    pins = {}
+    for dependency in project["dependencies"]:
+        requirement = Requirement(dependency)
+        (specifier,) = requirement.specifier
+        assert specifier.operator == "==", dependency
+        pins[requirement.name] = specifier.version
+    expected = {p.name: version(p) for p in LIBRARIES}
     assert pins == expected
     assert not (META / "src").exists(), "the meta-package carries no code"
     with (META / "pyproject.toml").open("rb") as f:

@@ -2,33 +2,24 @@
 
 from __future__ import annotations
 
+import email.parser
+import importlib
 import os
 import subprocess
 import sys
+import tarfile
 import venv
 import zipfile
+from email.message import Message
 from pathlib import Path
 
 import pytest
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
-ROOT = Path(__file__).resolve().parent.parent
-PACKAGE_DIRS = sorted(p for p in (ROOT / "packages").iterdir() if (p / "pyproject.toml").exists())
+from packaging.requirements import Requirement
+from release_metadata import PACKAGE_DIRS, ROOT, module_name
+from release_metadata import dist_name as _dist_name
+from release_metadata import version as _version
 
 pytestmark = pytest.mark.slow
-
-
-def _version(package_dir: Path) -> str:
-    with (package_dir / "pyproject.toml").open("rb") as f:
-        return str(tomllib.load(f)["project"]["version"])
-
-
-def _dist_name(package_dir: Path) -> str:
-    return package_dir.name.replace("-", "_")
 
 
 @pytest.fixture(scope="session")
@@ -60,22 +51,87 @@ def test_wheel_and_sdist_build(dist_dir: Path, package_dir: Path) -> None:
     if package_dir.name == "ori":
         assert not [n for n in names if n.startswith("ori/")], "meta-package ships no code"
     else:
-        module = package_dir.name.removeprefix("ori-")
+        module = module_name(package_dir)
         assert f"ori/{module}/__init__.py" in names
         assert f"ori/{module}/py.typed" in names
 
 
+def _wheel_metadata(dist_dir: Path, package_dir: Path) -> Message:
+    info = f"{_dist_name(package_dir)}-{_version(package_dir)}.dist-info"
+    with zipfile.ZipFile(_wheel(dist_dir, package_dir)) as wheel:
+        return email.parser.Parser().parsestr(wheel.read(f"{info}/METADATA").decode())
+
+
 def test_meta_wheel_requires_exact_versions(dist_dir: Path) -> None:
     meta = ROOT / "packages" / "ori"
-    with zipfile.ZipFile(_wheel(dist_dir, meta)) as wheel:
-        metadata = wheel.read(f"ori-{_version(meta)}.dist-info/METADATA").decode()
-    requires = {
-        line.split(":", 1)[1].strip()
-        for line in metadata.splitlines()
-        if line.startswith("Requires-Dist:")
+    requires = [Requirement(r) for r in _wheel_metadata(dist_dir, meta).get_all("Requires-Dist")]
+    windows = {"sys_platform": "win32", "extra": ""}
+    linux = {"sys_platform": "linux", "extra": ""}
+    always = {str(r) for r in requires if r.marker is None}
+    on_linux = {f"{r.name}{r.specifier}" for r in requires if r.marker and r.marker.evaluate(linux)}
+    on_windows = {
+        f"{r.name}{r.specifier}" for r in requires if r.marker and r.marker.evaluate(windows)
     }
     expected = {f"{p.name}=={_version(p)}" for p in PACKAGE_DIRS if p.name != "ori"}
-    assert requires == expected
+    subprocess_pin = f"ori-subprocess=={_version(ROOT / 'packages' / 'ori-subprocess')}"
+    assert always | on_linux == expected
+    assert always | on_windows == expected - {subprocess_pin}, "POSIX-only: not on Windows"
+
+
+@pytest.mark.parametrize("extra", ["progress", "cloudpickle", "dask"])
+def test_meta_wheel_extras_pull_in_poolchain_extras(dist_dir: Path, extra: str) -> None:
+    meta = ROOT / "packages" / "ori"
+    metadata = _wheel_metadata(dist_dir, meta)
+    assert {extra, "all"} <= set(metadata.get_all("Provides-Extra"))
+    poolchain = _version(ROOT / "packages" / "ori-poolchain")
+    for name in (extra, "all"):
+        pulled = [
+            r
+            for r in map(Requirement, metadata.get_all("Requires-Dist"))
+            if r.marker is not None and r.marker.evaluate({"extra": name, "sys_platform": "linux"})
+            and "extra" in str(r.marker)
+        ]  # fmt: skip
+        assert [(r.name, str(r.specifier)) for r in pulled] == [("ori-poolchain", f"=={poolchain}")]
+        assert extra in pulled[0].extras
+
+
+@pytest.mark.parametrize("package_dir", PACKAGE_DIRS, ids=lambda p: p.name)
+def test_every_distribution_ships_the_licence(dist_dir: Path, package_dir: Path) -> None:
+    licence = (ROOT / "LICENSE").read_text()
+    metadata = _wheel_metadata(dist_dir, package_dir)
+    assert metadata["License-Expression"] == "MIT"
+    assert metadata.get_all("License-File") == ["LICENSE"]
+    info = f"{_dist_name(package_dir)}-{_version(package_dir)}.dist-info"
+    with zipfile.ZipFile(_wheel(dist_dir, package_dir)) as wheel:
+        assert wheel.read(f"{info}/licenses/LICENSE").decode() == licence
+    sdist_root = f"{_dist_name(package_dir)}-{_version(package_dir)}"
+    with tarfile.open(dist_dir / f"{sdist_root}.tar.gz") as sdist:
+        member = sdist.extractfile(f"{sdist_root}/LICENSE")
+        assert member is not None
+        assert member.read().decode() == licence
+
+
+@pytest.mark.parametrize("package_dir", PACKAGE_DIRS, ids=lambda p: p.name)
+def test_wheel_version_is_the_module_version(dist_dir: Path, package_dir: Path) -> None:
+    built = _wheel_metadata(dist_dir, package_dir)["Version"]
+    if package_dir.name == "ori":
+        assert built == _version(package_dir)  # the meta-package has no module
+        return
+    module = importlib.import_module(f"ori.{module_name(package_dir)}")
+    assert built == module.__version__
+
+
+def test_package_index_accepts_every_distribution(dist_dir: Path) -> None:
+    # What an upload would check: metadata fields and that each README renders.
+    files = sorted(str(f) for f in dist_dir.iterdir())
+    assert len(files) == 2 * len(PACKAGE_DIRS)
+    checked = subprocess.run(
+        [sys.executable, "-m", "twine", "check", "--strict", *files],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "NO_COLOR": "1"},
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.count("PASSED") == len(files), checked.stdout
 
 
 def _fresh_venv(path: Path) -> Path:

@@ -16,6 +16,10 @@ blocking functions in threads under a :class:`ThreadLimiter` cap, and
 :func:`asyncify_process` runs CPU-bound functions in worker processes.
 """
 
+# The distribution's version: hatchling reads it from this line when it builds
+# (pyproject.toml, [tool.hatch.version]), so the two cannot differ.
+__version__ = "1.1.0"
+
 from ._iterate import iterate as iterate
 from ._limiter import ThreadLimiter as ThreadLimiter
 from ._limiter import default_thread_limiter as default_thread_limiter

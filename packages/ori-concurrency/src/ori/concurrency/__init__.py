@@ -14,6 +14,10 @@ also work as decorators, with or without arguments, and return a
 >>> double.shutdown()
 """
 
+# The distribution's version: hatchling reads it from this line when it builds
+# (pyproject.toml, [tool.hatch.version]), so the two cannot differ.
+__version__ = "1.1.0"
+
 from ._background import BackgroundFunction as BackgroundFunction
 from ._background import run_in_background as run_in_background
 from ._background import run_in_background_process as run_in_background_process

@@ -11,6 +11,10 @@ small package is the single place to look them up.
 
 from __future__ import annotations
 
+# The distribution's version: hatchling reads it from this line when it builds
+# (pyproject.toml, [tool.hatch.version]), so the two cannot differ.
+__version__ = "1.3.0"
+
 __all__ = (
     "OriError",
     "OriInvalidStateError",

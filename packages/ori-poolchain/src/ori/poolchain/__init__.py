@@ -15,6 +15,10 @@ they are done; the input is read only as far ahead as the stages can work, so
 memory stays flat and infinite inputs work with ``execute_lazy``.
 """
 
+# The distribution's version: hatchling reads it from this line when it builds
+# (pyproject.toml, [tool.hatch.version]), so the two cannot differ.
+__version__ = "1.1.0"
+
 from ._chain import PoolChain as PoolChain
 from ._policy import Failure as Failure
 from ._run import PoolChainRun as PoolChainRun

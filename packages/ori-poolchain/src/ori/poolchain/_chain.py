@@ -120,7 +120,7 @@ class PoolChain:
     the whole chain, each ``add*`` method's *on_error* for one stage, and an
     execute method's *on_error* for one execution (see ``Failure``).
 
-    Example:
+    Examples:
         >>> from ori.poolchain import PoolChain
         >>> chain = PoolChain().add_threadpool(lambda n: n * 10).add_processpool(str)
         >>> chain.execute_eager([1, 2, 3])

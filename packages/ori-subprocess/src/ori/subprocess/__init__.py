@@ -8,6 +8,10 @@
 (['hello'], 0)
 """
 
+# The distribution's version: hatchling reads it from this line when it builds
+# (pyproject.toml, [tool.hatch.version]), so the two cannot differ.
+__version__ = "1.1.0"
+
 from ._process import BackgroundProcess as BackgroundProcess
 from ._run import run_process_in_background as run_process_in_background
 

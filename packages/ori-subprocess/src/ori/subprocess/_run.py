@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from ori.errors.validation import check_bool, check_callable, check_int, check_positive_number
 
 from ._group import signal_group
+from ._platform import check_posix
 from ._process import BackgroundProcess
 from ._reader import LineCallback
 from ._validation import (
@@ -107,6 +108,8 @@ def run_process_in_background(
         The already-started :class:`BackgroundProcess` handle.
 
     Raises:
+        OriError: on Windows, where this package cannot work (it needs POSIX
+            process groups and signals); the message says what to use instead.
         OriValidationError: *command* is a string (use :func:`shlex.split`), empty,
             or holds something other than str, bytes or path objects; a function
             is not callable; or another argument has the wrong type or value.
@@ -115,6 +118,7 @@ def run_process_in_background(
         OSError: the program could not be started for another reason. In every
             error case nothing is left running.
     """
+    check_posix()
     argv = check_command(command)
     for name, function in (
         ("stdout_function", stdout_function),
