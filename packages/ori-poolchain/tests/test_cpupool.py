@@ -119,3 +119,23 @@ def test_bad_arguments_are_refused_either_way(
         PoolChain().add_cpupool(pw.double, **keywords)  # type: ignore[arg-type]
     with pytest.raises(OriValidationError, match="callable"):
         PoolChain().add_cpupool("double")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("gil", ["with_gil", "without_gil"])
+def test_progress_bars_say_which_it_picked(gil: str, request: pytest.FixtureRequest) -> None:
+    request.getfixturevalue(gil)
+    descriptions: list[str] = []
+
+    class Bar:
+        def __init__(self, **kwargs: object) -> None:
+            descriptions.append(str(kwargs["desc"]))
+
+        def update(self, n: int) -> None: ...
+        def set_postfix_str(self, text: str) -> None: ...
+        def refresh(self) -> None: ...
+        def close(self) -> None: ...
+
+    chain = PoolChain().add_threadpool(pw.increment).add_cpupool(pw.double, max_workers=1)
+    assert chain.execute_eager(range(4), progress=Bar) == [2 * (x + 1) for x in range(4)]
+    where = "threads" if gil == "without_gil" else "processes"
+    assert descriptions == ["stage 1/2 increment", f"stage 2/2 double    ({where})"]

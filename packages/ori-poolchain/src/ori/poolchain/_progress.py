@@ -31,6 +31,8 @@ from ori.errors.validation import describe
 
 from ._stats import ChainStats, RunStats
 
+CPU_POOL = "cpu pool on "  # the kind add_cpupool stages have: "cpu pool on threads"
+
 REFRESH_SECONDS = 0.1
 JOIN_SECONDS = 2.0  # a refresher stuck writing to a blocked terminal is left behind
 NAME_WIDTH = 24
@@ -130,6 +132,8 @@ class ProgressDisplay:
         try:
             for stage, function in zip(snapshot.stages, names, strict=True):
                 description = f"stage {stage.number}/{stage.total} {function:<{width}}"
+                if stage.kind.startswith(CPU_POOL):  # say which add_cpupool picked
+                    description += f" ({stage.kind.removeprefix(CPU_POOL)})"
                 bar = setup.factory(total=setup.total, desc=description, unit="item", leave=True)
                 self._bars.append(bar)
                 self._shown.append(0)
