@@ -193,6 +193,7 @@ def test_worker_gives_back_the_unstarted_rest_of_a_slow_chunk() -> None:
     from multiprocessing.connection import Connection
 
     from ori.poolchain import _wire, _worker
+    from ori.poolchain._status import WorkerSlot
 
     sent: list[Any] = []
 
@@ -200,12 +201,12 @@ def test_worker_gives_back_the_unstarted_rest_of_a_slow_chunk() -> None:
         def send_bytes(self, data: bytes) -> None:
             sent.append(_wire.decode(data))
 
-    status = memoryview(bytearray(16)).cast("d")
+    slot = WorkerSlot(bytearray(16), 0)
     values = [0.03] * 10
     for timed in (False, True):
         sent.clear()
         conn = cast(Connection, FakeConn())
-        _worker._run_chunk(conn, status, 0, workers.sleep_for, values, timed, 0.05)
+        _worker._run_chunk(conn, slot, workers.sleep_for, values, timed, 0.05)
         first, results, errors, _, done = sent[-1]
         assert done
         assert not errors

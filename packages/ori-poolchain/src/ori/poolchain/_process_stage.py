@@ -62,6 +62,7 @@ from ._context import RUN_FAILURE, STOP, Batch, Indices, RunContext, concat, set
 from ._errors import ErrorRecord, StageLabel, format_exception_text, short_repr
 from ._stages import StageRuntime, StageSpec
 from ._starting import StartPlan, start_failure_hint
+from ._status import StatusBoard, slot_count
 from ._wire import (
     ChunkUnreadable,
     Message,
@@ -203,12 +204,10 @@ class ProcessStage(StageRuntime):
         super().__init__(spec, label, ctx)
         self.sizer = process_sizer(spec.chunksize)
         self._mp = spec.mp_context or multiprocessing.get_context()
-        self._fork = self._mp.get_start_method() == "fork"
-        # Two doubles per worker: with a timeout the chunk position of the
-        # running item and its start time, else the running slice [start, stop).
-        make_status = functools.partial(self._mp.RawArray, "d", 2 * self.workers)
+        # What each worker is running, shared with the workers (see _status.py).
+        make_status = functools.partial(self._mp.RawArray, "d", slot_count(self.workers))
         pools = ctx.pools
-        self._status: Any = (
+        self._status = StatusBoard(
             make_status() if pools is None else pools.status_array(spec, self.workers, make_status)
         )
         self._lanes = [_Lane(slot) for slot in range(self.workers)]
@@ -236,7 +235,7 @@ class ProcessStage(StageRuntime):
             target=worker_main,
             args=(
                 child_end,
-                self._status,
+                self._status.array,
                 lane.slot,
                 code,
                 parent_end if method == "fork" else None,
@@ -514,14 +513,10 @@ class ProcessStage(StageRuntime):
             if not ready:
                 self._requeue(indices, values, list(range(len(values))))
                 return
-        status = self._status
-        base = 2 * lane.slot
         if self.spec.timeout is not None:
-            status[base] = -1  # no item started yet; the worker writes its own
-            status[base + 1] = time.monotonic()
+            self._status.expect_item(lane.slot, time.monotonic())
         else:
-            status[base] = 0  # until the worker says otherwise, the first slice
-            status[base + 1] = 1  # is [0, 1)
+            self._status.expect_slice(lane.slot)
         lane.busy = True
         outstanding: collections.deque[tuple[Indices, list[Any], int]] = collections.deque()
         try:
@@ -595,13 +590,12 @@ class ProcessStage(StageRuntime):
     ) -> bool:
         """Wait for this chunk's replies; False if its worker died or was killed."""
         timeout = self.spec.timeout
-        base = 2 * lane.slot
         conn = worker.conn
         finished = 0  # chunk positions below this have been answered
         while True:
             wait_for: float | None = None
             if timeout is not None:
-                position, deadline = self._deadline(base, timeout)
+                position, deadline = self._deadline(lane.slot, timeout)
                 wait_for = max(0.0, deadline - time.monotonic())
                 if position < 0:  # look again soon: the item's clock starts any moment
                     wait_for = min(wait_for, STARTUP_POLL_SECONDS)
@@ -632,7 +626,7 @@ class ProcessStage(StageRuntime):
                 self._lost_worker(lane, worker, indices, values, finished)
                 return False
             elif timeout is not None:
-                position, deadline = self._deadline(base, timeout)
+                position, deadline = self._deadline(lane.slot, timeout)
                 if time.monotonic() >= deadline:
                     finished = self._drain(lane, conn, indices, values, finished)
                     position = max(position, 0)  # a worker that never started: item 0
@@ -641,7 +635,7 @@ class ProcessStage(StageRuntime):
                     self._timed_out(lane, worker, indices, values, finished, position)
                     return False
 
-    def _deadline(self, base: int, timeout: float) -> tuple[int, float]:
+    def _deadline(self, slot: int, timeout: float) -> tuple[int, float]:
         """(chunk position, deadline) of the item the worker is running.
 
         The clock starts when the worker starts the item, not when the chunk was
@@ -649,9 +643,7 @@ class ProcessStage(StageRuntime):
         Position -1: no item started yet; such a worker gets WORKER_START_SECONDS
         more before its first item counts as stuck.
         """
-        status = self._status
-        position = int(status[base])
-        started = status[base + 1]
+        position, started = self._status.item(slot)
         if position < 0:
             return -1, started + timeout + WORKER_START_SECONDS
         return position, started + timeout
@@ -824,9 +816,13 @@ class ProcessStage(StageRuntime):
         worker.kill()
         if self.ctx.stopping or finished >= len(values):
             return
-        base = 2 * lane.slot
-        start = min(max(int(self._status[base]), finished), len(values) - 1)
-        stop = start + 1 if self.spec.timeout is not None else int(self._status[base + 1])
+        if self.spec.timeout is not None:
+            start = self._status.item(lane.slot).position
+        else:
+            start, stop = self._status.slice(lane.slot)
+        start = min(max(start, finished), len(values) - 1)
+        if self.spec.timeout is not None:
+            stop = start + 1
         suspects = list(range(start, min(stop, len(values))))
         others = [p for p in range(finished, len(values)) if p < start or p >= stop]
         self._requeue(indices, values, others)

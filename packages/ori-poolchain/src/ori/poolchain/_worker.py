@@ -13,13 +13,12 @@ chunk position of ``results[0]``; ``errors`` lists the failed positions
 A chunk the worker cannot unpickle is answered by ``ChunkUnreadable``, and the
 parent sends its items again one by one to find the one at fault.
 
-The worker publishes progress in its two slots of a shared array, so the parent
-knows what a dead or stuck worker was running without any message. With a
-timeout: the chunk position of the running item and its start time, before
-each call. Without one (the fast path): the start and end positions of the
-running slice (up to ``UNTIMED_SLICE`` fast items, or one slow item, run by
-map() at C speed); the parent then finds the item that killed a worker by
-running that slice's items again one by one.
+The worker publishes what it runs in its slot of the stage's shared array
+(``_status.py``), so the parent knows what a dead or stuck worker was running
+without any message: with a timeout, each item as it starts; without one (the
+fast path), each slice (up to ``UNTIMED_SLICE`` fast items, or one slow item,
+run by map() at C speed); the parent then finds the item that killed a worker
+by running that slice's items again one by one.
 
 The worker ignores SIGINT: it is the parent that decides how the run ends (it
 then stops or kills its workers). It exits by itself when the parent's end of
@@ -62,6 +61,7 @@ from typing import Any
 from ori.errors import OriError
 
 from ._errors import format_exception_text
+from ._status import WorkerSlot
 from ._wire import (
     ChunkUnreadable,
     Control,
@@ -113,7 +113,7 @@ def worker_main(
     if own_group and hasattr(os, "setpgid"):
         with contextlib.suppress(OSError):
             os.setpgid(0, 0)
-    view = memoryview(status).cast("B").cast("d")  # faster stores than the ctypes array
+    board = WorkerSlot(status, slot)
     if inherited is not None:
         # Under fork the child inherits the parent's end of its own pipe; keep it
         # open and the child would never see EOF when the parent dies.
@@ -155,13 +155,12 @@ def worker_main(
             continue
         if values is None:
             return
-        _run_chunk(conn, view, 2 * slot, function, values, timed, give_back)
+        _run_chunk(conn, board, function, values, timed, give_back)
 
 
 def _run_chunk(
     conn: Connection,
-    status: Any,
-    base: int,
+    board: WorkerSlot,
     function: Callable[[Any], Any],
     values: list[Any],
     timed: bool,
@@ -186,13 +185,13 @@ def _run_chunk(
         # while it takes under a millisecond and drops back to one item when it
         # is slow, so slow items are watched (and blamed for a crash) one by one.
         extend = results.extend
+        starting_slice = board.starting_slice
         size = len(values)
         start = 0
         step = 1
         while start < size:
             stop = start + step
-            status[base + 1] = float(stop)
-            status[base] = float(start)
+            starting_slice(start, stop)
             began = clock()
             try:
                 extend(map(function, values[start:stop]))
@@ -214,6 +213,7 @@ def _run_chunk(
         # With a timeout the parent also needs each item's start time, and
         # partial replies bound what a killed worker takes with it.
         monotonic = time.monotonic
+        starting_item = board.starting_item
         last_reply = monotonic()
         items = iter(values)
         position = 0.0  # a float: storing it in the 'd' array needs no conversion
@@ -230,8 +230,7 @@ def _run_chunk(
                         errors = []
                         append = results.append
                         last_reply = now
-                    status[base + 1] = now
-                    status[base] = position
+                    starting_item(position, now)
                     append(function(value))
                     position += 1.0
                 break
