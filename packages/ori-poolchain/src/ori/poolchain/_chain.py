@@ -29,7 +29,6 @@ from ori.errors.validation import (
 
 from ._compat import gil_enabled
 from ._dask_stage import dask_spec
-from ._future_stage import instance_spec
 from ._pickling import check_stage_function
 from ._policy import OnError, check_on_error, check_retries
 from ._process_stage import STOP_GRACE_SECONDS
@@ -38,6 +37,7 @@ from ._run import PoolChainRun, RunOptions
 from ._sequential import run_sequentially
 from ._stages import DEFAULT_MAX_CONCURRENCY, StageKind, StageSpec
 from ._stats import ChainStats, RunStats
+from ._task_specs import instance_spec
 from ._warm import WarmPools
 
 

@@ -23,6 +23,7 @@ from ori.errors import OriError
 from ._errors import ErrorRecord, StageLabel
 from ._policy import Retries
 from ._stats import RunStats
+from ._warm import WarmPools
 
 Indices: TypeAlias = "range | list[int]"
 Batch: TypeAlias = "tuple[Indices, list[Any]]"
@@ -53,8 +54,8 @@ class RunContext:
         self.stopping = False
         self.stats = RunStats()
         self.retries = Retries()
-        # The chain's warm pools (_warm.WarmPools) when this run may use them.
-        self.pools: Any = None
+        # The chain's warm pools when this run may use them.
+        self.pools: WarmPools | None = None
 
     def report(self, record: ErrorRecord) -> None:
         """Send one failed item to the consumer (any thread).

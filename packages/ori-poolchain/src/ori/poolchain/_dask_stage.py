@@ -29,9 +29,10 @@ from ori.errors.validation import (
     describe,
 )
 
+from ._backend import Backend
 from ._chunk_task import ChunkOutcome, run_chunk
-from ._future_stage import Backend, check_task_limits
 from ._stages import StageSpec
+from ._task_specs import check_task_limits
 
 DASK_TARGET_SECONDS = 0.1  # a dask task costs about a millisecond of scheduling
 INSTALL_HINT = "pip install 'ori-poolchain[dask]'"
@@ -114,4 +115,5 @@ def dask_spec(
         timeout=seconds,
         chunksize=chunk,
         backend=client,
+        backend_type=DaskBackend,
     )

@@ -45,6 +45,7 @@ class ExecutorStage(StageRuntime):
         if self.spec.max_workers is None:
             self._executor = self.spec.executor_class()
             self.workers = getattr(self._executor, "_max_workers", None) or self.workers
+            self.meter.workers = self.workers
         else:
             self._executor = self.spec.executor_class(max_workers=self.spec.max_workers)  # type: ignore[call-arg]
         for number in range(self.workers):

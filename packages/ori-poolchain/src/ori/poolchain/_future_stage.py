@@ -22,9 +22,7 @@ and its items sent again one by one, so that only the guilty item fails.
 
 from __future__ import annotations
 
-import abc
 import collections
-import concurrent.futures
 import functools
 import itertools
 import queue
@@ -32,76 +30,13 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
-from ori.errors import OriTimeoutError, OriValidationError
-from ori.errors.validation import (
-    check_callable,
-    check_executor,
-    check_positive_int,
-    check_positive_number,
-    check_process_function,
-)
+from ori.errors import OriTimeoutError
 
-from ._chunk_task import ChunkOutcome, run_chunk
-from ._chunking import PROCESS_MAX_CHUNK, PROCESS_TARGET_SECONDS, THREAD_TARGET_SECONDS, Sizer
+from ._backend import Backend
+from ._chunking import PROCESS_MAX_CHUNK, Sizer
 from ._context import STOP, Indices, Message, RunContext, concat
 from ._errors import ErrorRecord, StageLabel, short_repr
-from ._stages import SingleThreadStage, StageSpec, default_thread_workers
-
-
-class Backend(abc.ABC):
-    """What a :class:`FutureStage` submits its tasks to."""
-
-    #: items are pickled on their way (exceptions must survive a round trip)
-    portable: bool = True
-    #: seconds of work per task the automatic chunk size aims at
-    target_seconds: float = PROCESS_TARGET_SECONDS
-    #: how the timeout message says what happened to an overdue task
-    abandon_note: str = ""
-
-    @abc.abstractmethod
-    def workers(self) -> int:
-        """Workers (threads or processes) that could run this stage's tasks."""
-
-    @abc.abstractmethod
-    def submit(self, function: Callable[[Any], Any], values: list[Any]) -> Any:
-        """Submit ``run_chunk(function, values, portable)``; return its future."""
-
-    @abc.abstractmethod
-    def outcome(self, future: Any) -> ChunkOutcome:
-        """The finished task's outcome; raises what made the task itself fail."""
-
-    @abc.abstractmethod
-    def cancel(self, futures: list[Any]) -> None:
-        """Cancel *futures* (never raises, may block briefly)."""
-
-
-class ExecutorBackend(Backend):
-    """A :class:`concurrent.futures.Executor` instance the user owns."""
-
-    abandon_note = (
-        "its task was cancelled if it had not started; a call that has started cannot "
-        "be stopped, so it finishes in the background and its result is discarded"
-    )
-
-    def __init__(self, executor: concurrent.futures.Executor) -> None:
-        self._executor = executor
-        in_process = isinstance(executor, concurrent.futures.ThreadPoolExecutor)
-        self.portable = not in_process
-        self.target_seconds = THREAD_TARGET_SECONDS if in_process else PROCESS_TARGET_SECONDS
-
-    def workers(self) -> int:
-        count = getattr(self._executor, "_max_workers", None)
-        return count if isinstance(count, int) and count > 0 else default_thread_workers()
-
-    def submit(self, function: Callable[[Any], Any], values: list[Any]) -> Any:
-        return self._executor.submit(run_chunk, function, values, self.portable)
-
-    def outcome(self, future: Any) -> ChunkOutcome:
-        return cast(ChunkOutcome, future.result())
-
-    def cancel(self, futures: list[Any]) -> None:
-        for future in futures:
-            future.cancel()
+from ._stages import SingleThreadStage, StageSpec
 
 
 class _Task:
@@ -124,8 +59,10 @@ class FutureStage(SingleThreadStage):
 
     def __init__(self, spec: StageSpec, label: StageLabel, ctx: RunContext) -> None:
         super().__init__(spec, label, ctx)
-        self.backend = backend_for(spec)
+        assert spec.backend_type is not None  # set by instance_spec / dask_spec
+        self.backend: Backend = spec.backend_type(spec.backend)
         self.workers = spec.max_workers or self.backend.workers()
+        self.meter.workers = self.workers
         timed = spec.timeout is not None
         self.window = self.workers if timed else 2 * self.workers
         self.sizer = Sizer(
@@ -294,66 +231,3 @@ _NOTHING = object()  # the dispatcher woke up for a deadline, not for a message
 
 def _done(put: Callable[[Message], None], number: Message, _future: Any) -> None:
     put(number)
-
-
-def backend_for(spec: StageSpec) -> Backend:
-    """The backend of an ``instance`` or ``dask`` stage."""
-    if spec.kind == "dask":
-        from ._dask_stage import DaskBackend
-
-        return DaskBackend(spec.backend)
-    return ExecutorBackend(spec.backend)
-
-
-def check_task_limits(
-    max_workers: object, timeout: object, chunksize: object, method: str
-) -> tuple[int | None, float | None, int | None]:
-    """Check the limits of a stage that submits tasks: (workers, seconds, chunk size).
-
-    Each must be positive or None, and since a timeout is per item while these
-    stages can only time whole tasks, a timeout needs one item per task.
-    """
-    workers = check_positive_int(max_workers, "max_workers")
-    seconds = check_positive_number(timeout, "timeout")
-    chunksize = check_positive_int(chunksize, "chunksize")
-    if seconds is not None and chunksize is not None and chunksize > 1:
-        raise OriValidationError(
-            f"{method} cannot combine timeout with chunksize={chunksize}: the timeout is "
-            "per item, and a task can only be timed as a whole, so with a timeout items "
-            "are sent one per task; drop chunksize (or set it to 1)"
-        )
-    return workers, seconds, chunksize
-
-
-def instance_spec(
-    function: Callable[[Any], Any],
-    executor: object,
-    *,
-    max_workers: int | None,
-    timeout: float | None,
-    chunksize: int | None,
-) -> StageSpec:
-    """Validate ``add(function, executor=...)`` and describe the stage."""
-    check_callable(function, "function")
-    if type(executor).__module__.split(".")[0] == "distributed":
-        raise OriValidationError(
-            "executor is a dask.distributed object; run the stage on the cluster with "
-            "add_dask(function, client=client) instead, which keeps a bounded window of "
-            "tasks and cancels them when the run ends"
-        )
-    pool = check_executor(executor, "executor")
-    workers, seconds, chunk = check_task_limits(
-        max_workers, timeout, chunksize, "add(executor=...)"
-    )
-    if isinstance(pool, concurrent.futures.ProcessPoolExecutor):
-        context = getattr(pool, "_mp_context", None)
-        method = context.get_start_method() if context is not None else None
-        check_process_function(function, method, name="function")
-    return StageSpec(
-        function=function,
-        kind="instance",
-        max_workers=workers,
-        timeout=seconds,
-        chunksize=chunk,
-        backend=pool,
-    )

@@ -70,6 +70,8 @@ class StageSpec:
     # What "instance" and "dask" stages submit to (an Executor instance or a
     # distributed.Client); the user owns it and Ori never shuts it down.
     backend: Any = None
+    # The _backend.Backend class a run builds from ``backend`` ("instance", "dask").
+    backend_type: Callable[[Any], Any] | None = None
     # Error policy of this stage (None: the chain's) and retries per item.
     on_error: str | None = None
     retries: int = 0
@@ -163,7 +165,7 @@ class StageRuntime(abc.ABC):
         self.ctx = ctx
         self.in_queue: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self.workers = spec.workers
-        self.meter = ctx.stats.add_stage(self)
+        self.meter = ctx.stats.add_stage(label, self.workers)
         ctx.retries.allow(label.number, spec.retries, self.submit)
         self.outlet: Outlet = Outlet(ctx.out_queue, None, self.meter)
 

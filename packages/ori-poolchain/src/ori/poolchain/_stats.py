@@ -22,10 +22,8 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ._stages import StageRuntime
+from ._errors import StageLabel
 
 SAMPLE_SECONDS = 0.005  # the consumer looks at queue depths at most this often
 SATURATED = 0.5  # a bottleneck busier than this is named as the one to widen
@@ -241,10 +239,11 @@ class _Cell:
 class StageMeter:
     """The counters of one stage of one run (any thread may count)."""
 
-    __slots__ = ("_cells", "_local", "_lock", "lost", "stage")
+    __slots__ = ("_cells", "_local", "_lock", "label", "lost", "workers")
 
-    def __init__(self, stage: StageRuntime) -> None:
-        self.stage = stage
+    def __init__(self, label: StageLabel, workers: int) -> None:
+        self.label = label
+        self.workers = workers  # kept up to date by the stage (an executor may say later)
         self._local = threading.local()
         self._cells: list[_Cell] = []
         self._lock = threading.Lock()
@@ -308,9 +307,9 @@ class RunStats:
         self._next_sample = 0.0
         self._final: ChainStats | None = None
 
-    def add_stage(self, stage: StageRuntime) -> StageMeter:
+    def add_stage(self, label: StageLabel, workers: int) -> StageMeter:
         """Register the next stage (in chain order) and return its meter."""
-        meter = StageMeter(stage)
+        meter = StageMeter(label, workers)
         self._meters.append(meter)
         self._peaks.append(0)
         return meter
@@ -382,16 +381,15 @@ class RunStats:
         for number, (meter, (entered, out, failed, busy, peak)) in enumerate(
             zip(meters, counts, strict=True), 1
         ):
-            stage = meter.stage
-            workers = stage.workers
+            workers = meter.workers
             done = out + failed
             capacity = elapsed * workers
             stages.append(
                 StageStats(
                     number=number,
                     total=len(meters),
-                    kind=stage.label.kind,
-                    function=stage.label.function,
+                    kind=meter.label.kind,
+                    function=meter.label.function,
                     workers=workers,
                     items_in=entered,
                     items_out=out,
