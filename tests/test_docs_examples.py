@@ -74,6 +74,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -102,6 +103,15 @@ PROCESS_WORK = re.compile(
 # Arguments that keep an example program quick; it runs with none if it is not listed.
 EXAMPLE_ARGUMENTS = {
     "download_compute_save.py": ("--files", "12", "--size-kib", "64", "--latency-ms", "5"),
+    # Small, and its picture goes to a temporary file, not over docs/img's.
+    "stage_timeline.py": (
+        "--items",
+        "8",
+        "--rounds",
+        "2000",
+        "--svg",
+        str(Path(tempfile.gettempdir()) / "ori-docs-test-stage-timeline.svg"),
+    ),
 }
 SCRIPT_TIMEOUT_SECONDS = 120
 # Scripts run at once: a little more than the cores, as scripts also wait.

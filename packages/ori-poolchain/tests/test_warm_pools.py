@@ -51,6 +51,30 @@ def test_many_small_runs_reuse_the_same_workers_and_exit_stops_them() -> None:
     assert first.isdisjoint(pids)
 
 
+def test_a_worker_done_with_its_last_chunk_is_kept_however_fast_the_run_closes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The consumer may close the run the moment it has the last results, while
+    # the lane is still finishing its bookkeeping for that chunk: the worker is
+    # idle by then and must stay warm, not be interrupted as if it were busy.
+    from ori.poolchain import _process_stage
+
+    original = _process_stage.ProcessStage._await_replies
+
+    def slow_bookkeeping(self: object, *args: object, **kwargs: object) -> bool:
+        done = original(self, *args, **kwargs)  # type: ignore[arg-type]
+        time.sleep(0.3)
+        return done
+
+    monkeypatch.setattr(_process_stage.ProcessStage, "_await_replies", slow_bookkeeping)
+    chain = _pid_chain()
+    pids: set[int] = set()
+    with chain:
+        for _ in range(3):
+            pids.update(pid for pid, _ in chain.execute_eager(range(4)))
+    assert 1 <= len(pids) <= 2, f"{len(pids)} workers served a stage of max_workers=2"
+
+
 def test_initializer_runs_once_per_worker_for_the_whole_block() -> None:
     chain = PoolChain().add_processpool(
         sw.use_setup,

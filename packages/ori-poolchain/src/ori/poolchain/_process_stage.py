@@ -533,7 +533,8 @@ class ProcessStage(StageRuntime):
                     self._prefetch(worker, outstanding)
                 indices, values, nbytes = outstanding[0]
                 waited = time.perf_counter()
-                if not self._await_replies(lane, worker, indices, values, nbytes):
+                last = len(outstanding) == 1
+                if not self._await_replies(lane, worker, indices, values, nbytes, last):
                     # No final reply, so no reported time: count the wait instead.
                     self.meter.add_busy(time.perf_counter() - waited)
                     # The worker is gone; what was sent after this chunk never started.
@@ -587,8 +588,16 @@ class ProcessStage(StageRuntime):
         indices: Indices,
         values: list[Any],
         nbytes: int,
+        last: bool = True,
     ) -> bool:
-        """Wait for this chunk's replies; False if its worker died or was killed."""
+        """Wait for this chunk's replies; False if its worker died or was killed.
+
+        *last*: no other chunk was sent after this one, so the worker is idle
+        once its final reply arrived. The lane then stops counting as busy
+        before it hands the results on: the consumer may close the run as soon
+        as it has them, and a busy worker would be interrupted (and not kept
+        warm) although it is done.
+        """
         timeout = self.spec.timeout
         conn = worker.conn
         finished = 0  # chunk positions below this have been answered
@@ -611,6 +620,8 @@ class ProcessStage(StageRuntime):
                 except Exception as exc:
                     self._unreadable_reply(lane, worker, indices, values, finished, exc)
                     return False
+                if last and _is_final(message):
+                    lane.busy = False
                 finished, seconds = self._deliver(lane, message, indices, values)
                 if seconds is not None:  # the chunk's final reply
                     self.meter.add_busy(seconds)  # the compute time the worker measured
@@ -882,6 +893,13 @@ class ProcessStage(StageRuntime):
 
     def lanes_alive(self) -> bool:
         return all(lane.thread is not None and lane.thread.is_alive() for lane in self._lanes)
+
+
+def _is_final(message: Message) -> bool:
+    """True for the last message a worker sends about a chunk."""
+    if isinstance(message, (Reply, UnreadableReply)):
+        return message.done
+    return isinstance(message, (ChunkUnreadable, SetupFailed))
 
 
 def _send_buffer_size(conn: Connection) -> int:
