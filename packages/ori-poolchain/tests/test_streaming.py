@@ -175,11 +175,10 @@ def test_large_batches_keep_order_across_lanes() -> None:
 
 def test_a_thread_batch_that_gets_slow_hands_its_rest_back() -> None:
     from ori.poolchain._context import RunContext
-    from ori.poolchain._stages import StageSpec
-    from ori.poolchain._thread_stage import ThreadStage
+    from ori.poolchain._thread_stage import ThreadSpec, ThreadStage
 
     ctx = RunContext()
-    spec = StageSpec(function=workers.sleep_for, kind="thread", max_workers=1)
+    spec = ThreadSpec(function=workers.sleep_for, max_workers=1)
     stage = ThreadStage(spec, spec.label(1, 1), ctx)
     stage.connect(None)
     stage._run_batch(range(10), [0.015] * 10)

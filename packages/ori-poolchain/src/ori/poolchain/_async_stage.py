@@ -30,6 +30,7 @@ import inspect
 import queue
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ori.errors import OriTimeoutError, OriValidationError
@@ -38,7 +39,7 @@ from ori.errors.validation import check_async_function, check_positive_int, chec
 from ._chunking import Sizer
 from ._context import STOP, Message, RunContext
 from ._errors import ErrorRecord, StageLabel, short_repr
-from ._stages import SingleThreadStage, StageSpec
+from ._stages import DEFAULT_MAX_CONCURRENCY, SingleThreadStage, StageRuntime, StageSpec
 
 BATCH = 16  # items per message to this stage (a put costs a loop wake-up)
 STOP_GRACE_SECONDS = 1.0  # how long cancelled tasks get to unwind on close
@@ -78,9 +79,11 @@ def not_awaitable(function: Callable[..., Any], result: object) -> OriValidation
 class AsyncStage(SingleThreadStage):
     """A stage whose items are coroutines on one event loop thread."""
 
+    spec: AsyncSpec
+
     thread_suffix = "asyncio"
 
-    def __init__(self, spec: StageSpec, label: StageLabel, ctx: RunContext) -> None:
+    def __init__(self, spec: AsyncSpec, label: StageLabel, ctx: RunContext) -> None:
         super().__init__(spec, label, ctx)
         self._queue = _WakingQueue()
         self.in_queue = self._queue
@@ -276,14 +279,28 @@ async def _await(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
 
 
-def async_spec(
-    function: Callable[[Any], Any],
-    *,
-    max_concurrency: int,
-    timeout: float | None,
-) -> StageSpec:
-    """Validate ``add_asyncpool(...)`` and describe the stage."""
-    check_async_function(function, "async_function")
-    limit = check_positive_int(max_concurrency, "max_concurrency", allow_none=False)
-    seconds = check_positive_number(timeout, "timeout")
-    return StageSpec(function=function, kind="async", max_workers=limit, timeout=seconds)
+@dataclass(frozen=True, kw_only=True)
+class AsyncSpec(StageSpec):
+    """``add_asyncpool``: coroutines on one event loop; ``max_workers`` is the concurrency."""
+
+    kind_name = "asyncio"
+
+    @classmethod
+    def create(
+        cls, function: Callable[[Any], Any], *, max_concurrency: object, timeout: object
+    ) -> AsyncSpec:
+        check_async_function(function, "async_function")
+        limit = check_positive_int(max_concurrency, "max_concurrency", allow_none=False)
+        seconds = check_positive_number(timeout, "timeout")
+        return cls(function=function, max_workers=limit, timeout=seconds)
+
+    def default_workers(self) -> int:
+        return DEFAULT_MAX_CONCURRENCY
+
+    def build(self, label: StageLabel, ctx: RunContext) -> StageRuntime:
+        return AsyncStage(self, label, ctx)
+
+    def sequential(self) -> tuple[Callable[[Any], Any], Callable[[], None] | None]:
+        # Each call runs to completion on one private event loop.
+        caller = LoopCaller(self.function)
+        return caller, caller.close

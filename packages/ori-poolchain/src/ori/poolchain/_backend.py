@@ -1,11 +1,11 @@
 """What a stage that submits tasks to something the user owns submits them to.
 
-:class:`Backend` is the interface the :class:`~._future_stage.FutureStage`
+:class:`Backend` is the interface the :class:`~._submit_stage.SubmitStage`
 runtime drives; :class:`ExecutorBackend` serves an Executor instance the user
 owns (``add(function, executor=...)``); ``_dask_stage.DaskBackend`` a dask
-cluster. A spec names its backend's class (``StageSpec.backend_type``) and
-each run builds one from the user's object, so a backend can check that
-object (a closed client) when the run starts.
+cluster. Each run has its spec make one (``SubmitSpec.make_backend``) from
+the user's object, so the backend can check that object (a closed client)
+when the run starts.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ._stages import default_thread_workers
 
 
 class Backend(abc.ABC):
-    """What a :class:`FutureStage` submits its tasks to."""
+    """What a :class:`~._submit_stage.SubmitStage` submits its tasks to."""
 
     #: items are pickled on their way (exceptions must survive a round trip)
     portable: bool = True

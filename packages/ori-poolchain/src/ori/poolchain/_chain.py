@@ -20,63 +20,23 @@ from ori.errors import OriInvalidStateError, OriValidationError
 from ori.errors.validation import (
     check_callable,
     check_executor_class,
-    check_mp_context,
     check_positive_int,
-    check_positive_number,
-    check_process_function,
     describe,
 )
 
 from ._compat import gil_enabled
-from ._dask_stage import dask_spec
-from ._pickling import check_stage_function
+from ._dask_stage import DaskSpec
+from ._executor_class_stage import ExecutorClassSpec
 from ._policy import OnError, check_on_error, check_retries
-from ._process_stage import STOP_GRACE_SECONDS
+from ._process_stage import STOP_GRACE_SECONDS, ProcessSpec
 from ._progress import progress_setup
 from ._run import PoolChainRun, RunOptions
 from ._sequential import run_sequentially
-from ._stages import DEFAULT_MAX_CONCURRENCY, StageKind, StageSpec
+from ._stages import DEFAULT_MAX_CONCURRENCY, StageSpec, check_initializer
 from ._stats import ChainStats, RunStats
-from ._task_specs import instance_spec
+from ._thread_stage import ThreadSpec
+from ._user_executor import UserExecutorSpec
 from ._warm import WarmPools
-
-
-def _context_for(
-    mp_context: object, start_method: object
-) -> multiprocessing.context.BaseContext | None:
-    context = check_mp_context(mp_context)
-    if start_method is None:
-        return context
-    if context is not None:
-        raise OriValidationError(
-            "give either mp_context or start_method, not both: start_method="
-            f"{start_method!r} is a shorthand for mp_context=multiprocessing.get_context(...)"
-        )
-    methods = multiprocessing.get_all_start_methods()
-    if not isinstance(start_method, str) or start_method not in methods:
-        raise OriValidationError(
-            f"start_method must be one of {', '.join(map(repr, methods))} on this platform, "
-            f"got {describe(start_method)}; or None for the interpreter's default"
-        )
-    return multiprocessing.get_context(start_method)
-
-
-def _check_initializer(
-    initializer: Callable[..., Any] | None, initargs: object
-) -> tuple[Callable[..., Any], tuple[Any, ...]] | None:
-    if initializer is None:
-        if initargs != ():
-            raise OriValidationError(
-                "initargs were given without an initializer; pass initializer= too "
-                "(or leave initargs empty)"
-            )
-        return None
-    check_callable(initializer, "initializer")
-    if isinstance(initargs, (str, bytes)) or not isinstance(initargs, Iterable):
-        raise OriValidationError(
-            f"initargs must be a tuple of arguments for the initializer, got {describe(initargs)}"
-        )
-    return initializer, tuple(initargs)
 
 
 def _no_initializer(initializer: object, where: str) -> None:
@@ -85,10 +45,6 @@ def _no_initializer(initializer: object, where: str) -> None:
             f"initializer only applies to thread and process stages, not to {where}; "
             "set the executor up yourself, or use add_threadpool/add_processpool"
         )
-
-
-def _start_method(context: multiprocessing.context.BaseContext | None) -> str | None:
-    return context.get_start_method() if context is not None else None
 
 
 def _check_iterable(iterable: object) -> Iterator[Any]:
@@ -269,47 +225,44 @@ class PoolChain:
                     "its start method; leave it None"
                 )
             _no_initializer(initializer, "executor=")
-            spec = instance_spec(
+            spec: StageSpec = UserExecutorSpec.create(
                 function, executor, max_workers=max_workers, timeout=timeout, chunksize=chunksize
             )
             return self._append(spec, on_error, retries)
         check_callable(function, "function")
         cls = check_executor_class(executor_class)
-        if cls is concurrent.futures.ThreadPoolExecutor:
-            kind: StageKind = "thread"
-        elif cls is concurrent.futures.ProcessPoolExecutor:
-            kind = "process"
-        else:
-            kind = "executor"
-        workers = check_positive_int(max_workers, "max_workers")
-        seconds = check_positive_number(timeout, "timeout")
-        chunk = check_positive_int(chunksize, "chunksize")
-        context = _context_for(mp_context, start_method)
-        if context is not None and kind != "process":
+        if cls is concurrent.futures.ProcessPoolExecutor:
+            spec = ProcessSpec.create(
+                function,
+                max_workers=max_workers,
+                timeout=timeout,
+                chunksize=chunksize,
+                mp_context=mp_context,
+                start_method=start_method,
+                initializer=initializer,
+                initargs=initargs,
+            )
+            return self._append(spec, on_error, retries)
+        if mp_context is not None or start_method is not None:
+            which = "mp_context" if mp_context is not None else "start_method"
             raise OriValidationError(
-                "mp_context only applies to process stages (add_processpool, or add with "
+                f"{which} only applies to process stages (add_processpool, or add with "
                 f"executor_class=ProcessPoolExecutor), not to {cls.__name__}; leave it None"
             )
-        if kind == "process":
-            check_stage_function(function, _start_method(context), "function")
-        elif issubclass(cls, concurrent.futures.ProcessPoolExecutor):
-            check_process_function(function, _start_method(context), name="function")
-        if kind == "executor":
+        check_positive_int(chunksize, "chunksize")  # accepted for every stage, used by some
+        if cls is concurrent.futures.ThreadPoolExecutor:
+            spec = ThreadSpec.create(
+                function,
+                max_workers=max_workers,
+                timeout=timeout,
+                initializer=initializer,
+                initargs=initargs,
+            )
+        else:
             _no_initializer(initializer, cls.__name__)
-        setup = _check_initializer(initializer, initargs)
-        if setup is not None and kind == "process":
-            check_stage_function(setup[0], _start_method(context), "initializer")
-        spec = StageSpec(
-            function=function,
-            kind=kind,
-            max_workers=workers,
-            timeout=seconds,
-            chunksize=chunk,
-            executor_class=cls if kind == "executor" else None,
-            mp_context=context,
-            initializer=None if setup is None else setup[0],
-            initargs=() if setup is None else setup[1],
-        )
+            if initargs != ():
+                check_initializer(initializer, initargs)  # the initargs-without-initializer error
+            spec = ExecutorClassSpec.create(function, cls, max_workers=max_workers, timeout=timeout)
         return self._append(spec, on_error, retries)
 
     def add_threadpool(
@@ -524,23 +477,21 @@ class PoolChain:
             OriValidationError: as :meth:`add_processpool` (or
                 :meth:`add_threadpool` on threads) for the same arguments.
         """
-        on_threads = not gil_enabled()
-        chunk = check_positive_int(chunksize, "chunksize")
-        self.add(
-            function,
-            executor_class=(
-                concurrent.futures.ThreadPoolExecutor
-                if on_threads
-                else concurrent.futures.ProcessPoolExecutor
-            ),
-            max_workers=max_workers,
-            timeout=timeout,
-            chunksize=None if on_threads else chunk,
-            on_error=on_error,
-            retries=retries,
-        )
-        self._specs[-1] = dataclasses.replace(self._specs[-1], cpu_bound=True)
-        return self
+        spec: StageSpec
+        if gil_enabled():
+            spec = ProcessSpec.create(
+                function,
+                max_workers=max_workers,
+                timeout=timeout,
+                chunksize=chunksize,
+                cpu_bound=True,
+            )
+        else:
+            check_positive_int(chunksize, "chunksize")  # checked, though threads do not chunk
+            spec = ThreadSpec.create(
+                function, max_workers=max_workers, timeout=timeout, cpu_bound=True
+            )
+        return self._append(spec, on_error, retries)
 
     def add_asyncpool(
         self,
@@ -602,9 +553,9 @@ class PoolChain:
                 or *retries* not an int >= 0. At run time, an item whose
                 call returns something that cannot be awaited fails with it.
         """
-        from ._async_stage import async_spec  # asyncio is imported only when used
+        from ._async_stage import AsyncSpec  # asyncio is imported only when used
 
-        spec = async_spec(async_function, max_concurrency=max_concurrency, timeout=timeout)
+        spec = AsyncSpec.create(async_function, max_concurrency=max_concurrency, timeout=timeout)
         return self._append(spec, on_error, retries)
 
     def add_dask(
@@ -674,7 +625,7 @@ class PoolChain:
                 *on_error* is not a policy or *retries* not an int >= 0.
                 At execution, a closed client.
         """
-        spec = dask_spec(
+        spec = DaskSpec.create(
             function, client, max_workers=max_workers, timeout=timeout, chunksize=chunksize
         )
         return self._append(spec, on_error, retries)
@@ -769,12 +720,7 @@ class PoolChain:
         window = check_positive_int(max_in_flight, "max_in_flight")
         policy = check_on_error(on_error, allow_none=True) or self._on_error
         for spec in specs:
-            if spec.kind == "process":
-                # The default start method may have changed since add time.
-                method = _start_method(spec.mp_context)
-                check_stage_function(spec.function, method, "function")
-                if spec.initializer is not None:
-                    check_stage_function(spec.initializer, method, "initializer")
+            spec.check_run()
         source = _check_iterable(iterable)
         bars = progress_setup(progress, iterable)
         options = RunOptions(

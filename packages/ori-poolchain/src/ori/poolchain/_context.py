@@ -77,17 +77,16 @@ class RunContext:
 
 
 def setup_failure(
-    spec: Any,
+    initializer: Any,
     stage: StageLabel,
     exc: BaseException,
     remote_traceback: str | None = None,
     start_method: str | None = None,
 ) -> ErrorRecord:
-    """The record that fails a run whose stage initializer raised *exc*.
+    """The record that fails a run whose stage *initializer* raised *exc*.
 
     *start_method* is given for an initializer that ran in a worker process.
     """
-    initializer = spec.initializer
     name = getattr(initializer, "__qualname__", None) or repr(initializer)
     where = (
         "a lane thread"

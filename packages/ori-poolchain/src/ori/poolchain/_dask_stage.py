@@ -1,4 +1,4 @@
-"""Dask stages: the tasks of a :class:`~._future_stage.FutureStage` on a dask cluster.
+"""Dask stages: the tasks of a :class:`~._submit_stage.SubmitStage` on a dask cluster.
 
 Data flow: the stage's dispatcher thread calls ``client.submit(run_chunk,
 function, chunk, pure=False)`` while fewer than ``window`` tasks are in flight
@@ -21,7 +21,8 @@ import contextlib
 import re
 import uuid
 from collections.abc import Callable
-from typing import Any, cast
+from dataclasses import dataclass
+from typing import Any, ClassVar, cast
 
 from ori.errors import OriValidationError
 from ori.errors.validation import (
@@ -31,8 +32,7 @@ from ori.errors.validation import (
 
 from ._backend import Backend
 from ._chunk_task import ChunkOutcome, run_chunk
-from ._stages import StageSpec
-from ._task_specs import check_task_limits
+from ._submit_stage import SubmitSpec, check_task_limits
 
 DASK_TARGET_SECONDS = 0.1  # a dask task costs about a millisecond of scheduling
 INSTALL_HINT = "pip install 'ori-poolchain[dask]'"
@@ -70,8 +70,7 @@ class DaskBackend(Backend):
         self._client = client
 
     def workers(self) -> int:
-        threads: dict[str, int] = self._client.nthreads()  # {worker address: threads}
-        return max(1, sum(threads.values()))
+        return cluster_threads(self._client)
 
     def submit(self, function: Callable[[Any], Any], values: list[Any]) -> Any:
         name = re.sub(r"[^A-Za-z0-9_]+", "_", getattr(function, "__name__", "function"))
@@ -86,34 +85,49 @@ class DaskBackend(Backend):
             self._client.cancel(futures)
 
 
-def dask_spec(
-    function: Callable[[Any], Any],
-    client: object,
-    *,
-    max_workers: int | None,
-    timeout: float | None,
-    chunksize: int | None,
-) -> StageSpec:
-    """Validate ``add_dask(...)`` and describe the stage."""
-    check_callable(function, "function")
-    distributed = import_distributed()
-    if not isinstance(client, distributed.Client):
-        raise OriValidationError(
-            "client must be a distributed.Client connected to your cluster, such as "
-            f"Client(LocalCluster()) or Client('tcp://scheduler:8786'), got {describe(client)}"
+def cluster_threads(client: Any) -> int:
+    """The worker threads of *client*'s cluster now (at least 1)."""
+    threads: dict[str, int] = client.nthreads()  # {worker address: threads}
+    return max(1, sum(threads.values()))
+
+
+@dataclass(frozen=True, kw_only=True)
+class DaskSpec(SubmitSpec):
+    """``add_dask``: tasks on a dask cluster through the user's ``distributed.Client``."""
+
+    kind_name = "dask"
+    thread_suffix: ClassVar[str] = "dask"
+
+    @classmethod
+    def create(
+        cls,
+        function: Callable[[Any], Any],
+        client: object,
+        *,
+        max_workers: object,
+        timeout: object,
+        chunksize: object,
+    ) -> DaskSpec:
+        check_callable(function, "function")
+        distributed = import_distributed()
+        if not isinstance(client, distributed.Client):
+            raise OriValidationError(
+                "client must be a distributed.Client connected to your cluster, such as "
+                "Client(LocalCluster()) or Client('tcp://scheduler:8786'), "
+                f"got {describe(client)}"
+            )
+        if client.asynchronous:
+            raise OriValidationError(
+                "client is an asynchronous dask Client (asynchronous=True), which Ori cannot "
+                "drive from its own threads; pass a regular Client"
+            )
+        workers, seconds, chunk = check_task_limits(max_workers, timeout, chunksize, "add_dask")
+        return cls(
+            function=function, backend=client, max_workers=workers, timeout=seconds, chunksize=chunk
         )
-    if client.asynchronous:
-        raise OriValidationError(
-            "client is an asynchronous dask Client (asynchronous=True), which Ori cannot "
-            "drive from its own threads; pass a regular Client"
-        )
-    workers, seconds, chunk = check_task_limits(max_workers, timeout, chunksize, "add_dask")
-    return StageSpec(
-        function=function,
-        kind="dask",
-        max_workers=workers,
-        timeout=seconds,
-        chunksize=chunk,
-        backend=client,
-        backend_type=DaskBackend,
-    )
+
+    def default_workers(self) -> int:
+        return self.make_backend().workers()  # refuses a closed client
+
+    def make_backend(self) -> Backend:
+        return DaskBackend(self.backend)

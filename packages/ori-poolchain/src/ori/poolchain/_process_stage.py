@@ -51,16 +51,30 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from ori.errors import OriTimeoutError, OriWorkerCrashedError, OriWorkerStartError
+from ori.errors import (
+    OriTimeoutError,
+    OriValidationError,
+    OriWorkerCrashedError,
+    OriWorkerStartError,
+)
+from ori.errors.validation import (
+    check_callable,
+    check_mp_context,
+    check_positive_int,
+    check_positive_number,
+    describe,
+)
 
 from ._chunking import PROCESS_GIVE_BACK_SECONDS, process_sizer
 from ._context import RUN_FAILURE, STOP, Batch, Indices, RunContext, concat, setup_failure
 from ._errors import ErrorRecord, StageLabel, format_exception_text, short_repr
-from ._stages import StageRuntime, StageSpec
+from ._pickling import check_stage_function
+from ._stages import StageRuntime, StageSpec, check_initializer, usable_cpus
 from ._starting import StartPlan, start_failure_hint
 from ._status import StatusBoard, slot_count
 from ._wire import (
@@ -85,6 +99,91 @@ STARTUP_POLL_SECONDS = 0.02
 READY_DEADLINE_SECONDS = 60.0
 MAX_START_FAILURES = 3  # failed starts in a row (no worker got ready between) end the run
 PREFETCH_BELOW_SECONDS = 0.005
+
+
+def context_for(
+    mp_context: object, start_method: object
+) -> multiprocessing.context.BaseContext | None:
+    """The checked context of ``mp_context=`` or ``start_method=`` (at most one)."""
+    context = check_mp_context(mp_context)
+    if start_method is None:
+        return context
+    if context is not None:
+        raise OriValidationError(
+            "give either mp_context or start_method, not both: start_method="
+            f"{start_method!r} is a shorthand for mp_context=multiprocessing.get_context(...)"
+        )
+    methods = multiprocessing.get_all_start_methods()
+    if not isinstance(start_method, str) or start_method not in methods:
+        raise OriValidationError(
+            f"start_method must be one of {', '.join(map(repr, methods))} on this platform, "
+            f"got {describe(start_method)}; or None for the interpreter's default"
+        )
+    return multiprocessing.get_context(start_method)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProcessSpec(StageSpec):
+    """``add_processpool`` (and ``add_cpupool`` with the GIL): worker processes Ori owns."""
+
+    chunksize: int | None = None  # None: automatic
+    mp_context: multiprocessing.context.BaseContext | None = None  # None: the default
+    # Called as initializer(*initargs) once per worker process before its first item.
+    initializer: Callable[..., Any] | None = None
+    initargs: tuple[Any, ...] = ()
+    cpu_bound: bool = False  # add_cpupool: a label that says so
+
+    @classmethod
+    def create(
+        cls,
+        function: Callable[[Any], Any],
+        *,
+        max_workers: object,
+        timeout: object,
+        chunksize: object,
+        mp_context: object = None,
+        start_method: object = None,
+        initializer: object = None,
+        initargs: object = (),
+        cpu_bound: bool = False,
+    ) -> ProcessSpec:
+        check_callable(function, "function")
+        workers = check_positive_int(max_workers, "max_workers")
+        seconds = check_positive_number(timeout, "timeout")
+        chunk = check_positive_int(chunksize, "chunksize")
+        context = context_for(mp_context, start_method)
+        method = None if context is None else context.get_start_method()
+        check_stage_function(function, method, "function")
+        setup = check_initializer(initializer, initargs)
+        if setup is not None:
+            check_stage_function(setup[0], method, "initializer")
+        return cls(
+            function=function,
+            max_workers=workers,
+            timeout=seconds,
+            chunksize=chunk,
+            mp_context=context,
+            initializer=None if setup is None else setup[0],
+            initargs=() if setup is None else setup[1],
+            cpu_bound=cpu_bound,
+        )
+
+    @property
+    def kind_name(self) -> str:
+        return "cpu pool on processes" if self.cpu_bound else "process pool"
+
+    def default_workers(self) -> int:
+        return usable_cpus()
+
+    def check_run(self) -> None:
+        # The default start method may have changed since add time.
+        method = None if self.mp_context is None else self.mp_context.get_start_method()
+        check_stage_function(self.function, method, "function")
+        if self.initializer is not None:
+            check_stage_function(self.initializer, method, "initializer")
+
+    def build(self, label: StageLabel, ctx: RunContext) -> StageRuntime:
+        return ProcessStage(self, label, ctx)
 
 
 class _Worker:
@@ -200,7 +299,9 @@ class _Lane:
 class ProcessStage(StageRuntime):
     """A stage whose lanes each drive one worker process."""
 
-    def __init__(self, spec: StageSpec, label: StageLabel, ctx: RunContext) -> None:
+    spec: ProcessSpec
+
+    def __init__(self, spec: ProcessSpec, label: StageLabel, ctx: RunContext) -> None:
         super().__init__(spec, label, ctx)
         self.sizer = process_sizer(spec.chunksize)
         self._mp = spec.mp_context or multiprocessing.get_context()
@@ -764,7 +865,7 @@ class ProcessStage(StageRuntime):
         """The stage's initializer raised in a worker: the whole run fails."""
         self._setup_failed = True
         if not self.ctx.stopping:
-            failure = setup_failure(self.spec, self.label, exc, text, self._plan.method)
+            failure = setup_failure(self.spec.initializer, self.label, exc, text, self._plan.method)
             self.ctx.out_queue.put(failure)
 
     def _requeue(self, indices: Indices, values: list[Any], positions: list[int]) -> None:

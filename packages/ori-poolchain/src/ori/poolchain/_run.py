@@ -39,14 +39,10 @@ from ori.errors import OriError
 
 from ._context import RUN_FAILURE, Batch, RunContext
 from ._errors import ErrorRecord, exception_for
-from ._executor_stage import ExecutorStage
-from ._future_stage import FutureStage
 from ._policy import Failure
-from ._process_stage import ProcessStage
 from ._progress import ProgressDisplay, ProgressSetup
 from ._stages import StageRuntime, StageSpec
 from ._stats import ChainStats, RunStats
-from ._thread_stage import ThreadStage
 from ._warm import WarmPools
 
 CLOSE_SECONDS = 2.0  # how long close() waits for busy lanes before abandoning them
@@ -55,18 +51,7 @@ HEALTH_CHECK_SECONDS = 1.0
 
 
 def _build(spec: StageSpec, number: int, total: int, ctx: RunContext) -> StageRuntime:
-    label = spec.label(number, total)
-    if spec.kind == "thread":
-        return ThreadStage(spec, label, ctx)
-    if spec.kind == "process":
-        return ProcessStage(spec, label, ctx)
-    if spec.kind == "async":
-        from ._async_stage import AsyncStage  # asyncio is imported only when used
-
-        return AsyncStage(spec, label, ctx)
-    if spec.kind in ("instance", "dask"):
-        return FutureStage(spec, label, ctx)
-    return ExecutorStage(spec, label, ctx)
+    return spec.build(spec.label(number, total), ctx)
 
 
 class _Failed:

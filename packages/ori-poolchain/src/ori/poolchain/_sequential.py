@@ -12,35 +12,24 @@ no second thread to watch the clock.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._errors import ErrorRecord, exception_for, short_repr
 from ._policy import Failure
 from ._stages import StageSpec
-
-if TYPE_CHECKING:
-    from ._async_stage import LoopCaller
-
-
-def _loop_caller(spec: StageSpec) -> LoopCaller:
-    from ._async_stage import LoopCaller  # asyncio is imported only when used
-
-    return LoopCaller(spec.function)
 
 
 def run_sequentially(
     specs: Sequence[StageSpec], source: Iterator[Any], on_error: str = "raise"
 ) -> Iterator[Any]:
     """Yield each input item after it went through every stage function in turn."""
-    # asyncio stages: each call runs to completion on one private event loop.
-    loops = [_loop_caller(spec) if spec.kind == "async" else None for spec in specs]
+    calls = [spec.sequential() for spec in specs]
     try:
-        functions = [loop or spec.function for loop, spec in zip(loops, specs, strict=True)]
-        yield from _run(specs, functions, source, on_error)
+        yield from _run(specs, [function for function, _ in calls], source, on_error)
     finally:
-        for loop in loops:
-            if loop is not None:
-                loop.close()
+        for _, close in calls:
+            if close is not None:
+                close()
 
 
 def _run(

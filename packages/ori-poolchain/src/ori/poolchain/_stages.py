@@ -11,24 +11,21 @@ for the last stage the run's output queue.
 from __future__ import annotations
 
 import abc
-import concurrent.futures
-import multiprocessing.context
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
+
+from ori.errors import OriValidationError
+from ori.errors.validation import check_callable, describe
 
 from ._chunking import Sizer
 from ._context import Batch, Indices, Message, RunContext
 from ._errors import StageLabel
 from ._stats import StageMeter
-
-# "executor": an Executor class Ori creates per run; "instance": an Executor the
-# user owns; "async": coroutines on an event loop; "dask": a distributed.Client.
-StageKind = Literal["thread", "process", "executor", "instance", "async", "dask"]
 
 DEFAULT_MAX_CONCURRENCY = 100  # add_asyncpool: coroutines of one stage running at once
 
@@ -48,74 +45,76 @@ def usable_cpus() -> int:
     return os.cpu_count() or 1
 
 
-@dataclass(frozen=True)
-class StageSpec:
-    """One validated ``add*`` call.
+@dataclass(frozen=True, kw_only=True)
+class StageSpec(abc.ABC):
+    """One validated ``add*`` call: immutable, reused by every execution.
 
-    ``kind`` is ``"thread"`` and ``"process"`` for Ori's own lanes and
-    ``"executor"`` for any other :class:`concurrent.futures.Executor` subclass,
-    which runs through its own ``submit``; ``"async"`` (``max_workers`` holds
-    ``max_concurrency``), ``"instance"`` and ``"dask"`` (``backend`` holds the
-    user's executor or client) are the stages of issue 4. ``chunksize=None``
-    means automatic.
+    Each stage kind has its subclass, next to its runtime: it checks its own
+    arguments (a ``create`` class method), knows its default worker count and
+    how to name itself, checks itself again before a run (:meth:`check_run`)
+    and builds its runtime (:meth:`build`) and its single-threaded function
+    (:meth:`sequential`). Nothing dispatches on a kind name.
     """
 
     function: Callable[[Any], Any]
-    kind: StageKind
     max_workers: int | None = None
     timeout: float | None = None
-    chunksize: int | None = None
-    executor_class: type[concurrent.futures.Executor] | None = None
-    mp_context: multiprocessing.context.BaseContext | None = None
-    # What "instance" and "dask" stages submit to (an Executor instance or a
-    # distributed.Client); the user owns it and Ori never shuts it down.
-    backend: Any = None
-    # The _backend.Backend class a run builds from ``backend`` ("instance", "dask").
-    backend_type: Callable[[Any], Any] | None = None
     # Error policy of this stage (None: the chain's) and retries per item.
     on_error: str | None = None
     retries: int = 0
-    # Called as initializer(*initargs) once per worker process (process
-    # stages) or lane thread (thread stages) before its first item.
-    initializer: Callable[..., Any] | None = None
-    initargs: tuple[Any, ...] = ()
-    # add_cpupool: a thread or process stage chosen for CPU-bound work (one
-    # lane per CPU, and labels that say which it is).
-    cpu_bound: bool = False
+
+    @property
+    @abc.abstractmethod
+    def kind_name(self) -> str:
+        """How labels name the kind: ``"thread pool"``, ``"process pool"``..."""
+
+    @abc.abstractmethod
+    def default_workers(self) -> int:
+        """The lanes (or tasks, or coroutines) of the stage when max_workers is None."""
+
+    @abc.abstractmethod
+    def build(self, label: StageLabel, ctx: RunContext) -> StageRuntime:
+        """This stage's runtime for one run."""
+
+    def check_run(self) -> None:  # noqa: B027 - optional hook
+        """Check again what may have changed since add time (raises OriValidationError)."""
+
+    def sequential(self) -> tuple[Callable[[Any], Any], Callable[[], None] | None]:
+        """What the single-threaded modes call per item, and how to clean up after."""
+        return self.function, None
 
     @property
     def workers(self) -> int:
         """How many lanes the stage runs."""
-        if self.max_workers is not None:
-            return self.max_workers
-        if self.kind == "process" or self.cpu_bound:
-            return usable_cpus()
-        return default_thread_workers()
+        return self.max_workers if self.max_workers is not None else self.default_workers()
 
     @property
     def function_name(self) -> str:
         name = getattr(self.function, "__name__", None)
         return str(name) if name else type(self.function).__name__
 
-    @property
-    def kind_name(self) -> str:
-        if self.cpu_bound:
-            return "cpu pool on threads" if self.kind == "thread" else "cpu pool on processes"
-        if self.kind == "thread":
-            return "thread pool"
-        if self.kind == "process":
-            return "process pool"
-        if self.kind == "async":
-            return "asyncio"
-        if self.kind == "dask":
-            return "dask"
-        if self.kind == "instance":
-            return f"{type(self.backend).__name__} instance"
-        assert self.executor_class is not None
-        return self.executor_class.__name__
-
     def label(self, number: int, total: int) -> StageLabel:
         return StageLabel(number, total, self.kind_name, self.function_name)
+
+
+Setup = tuple[Callable[..., Any], tuple[Any, ...]]
+
+
+def check_initializer(initializer: Any, initargs: object) -> Setup | None:
+    """The checked ``(initializer, initargs)`` of a thread or process stage, or None."""
+    if initializer is None:
+        if initargs != ():
+            raise OriValidationError(
+                "initargs were given without an initializer; pass initializer= too "
+                "(or leave initargs empty)"
+            )
+        return None
+    check_callable(initializer, "initializer")
+    if isinstance(initargs, (str, bytes)) or not isinstance(initargs, Iterable):
+        raise OriValidationError(
+            f"initargs must be a tuple of arguments for the initializer, got {describe(initargs)}"
+        )
+    return initializer, tuple(initargs)
 
 
 class Outlet:

@@ -89,7 +89,7 @@ class StageStats:
     @property
     def name(self) -> str:
         """How errors and reports name the stage: ``stage 2/3 (process pool, crunch)``."""
-        return f"stage {self.number}/{self.total} ({self.kind}, {self.function})"
+        return str(StageLabel(self.number, self.total, self.kind, self.function))
 
 
 @dataclass(frozen=True)

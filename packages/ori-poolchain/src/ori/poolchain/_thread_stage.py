@@ -20,17 +20,64 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ori.errors import OriTimeoutError
+from ori.errors.validation import check_callable, check_positive_int, check_positive_number
 
 from ._chunking import THREAD_GIVE_BACK_SECONDS, thread_sizer
 from ._context import STOP, Indices, RunContext, setup_failure
 from ._errors import ErrorRecord, StageLabel, short_repr
-from ._stages import StageRuntime, StageSpec
+from ._stages import StageRuntime, StageSpec, check_initializer, default_thread_workers, usable_cpus
 
 _Token = tuple[int, Any, float]  # (input index, argument, monotonic start)
 _SLICE = 8  # items per map() call between two looks at the clock
+
+
+@dataclass(frozen=True, kw_only=True)
+class ThreadSpec(StageSpec):
+    """``add_threadpool`` (and ``add_cpupool`` without the GIL): lanes on threads."""
+
+    # Called as initializer(*initargs) once per lane thread before its first item.
+    initializer: Callable[..., Any] | None = None
+    initargs: tuple[Any, ...] = ()
+    cpu_bound: bool = False  # add_cpupool: one lane per CPU, and a label that says so
+
+    @classmethod
+    def create(
+        cls,
+        function: Callable[[Any], Any],
+        *,
+        max_workers: object,
+        timeout: object,
+        initializer: object = None,
+        initargs: object = (),
+        cpu_bound: bool = False,
+    ) -> ThreadSpec:
+        check_callable(function, "function")
+        workers = check_positive_int(max_workers, "max_workers")
+        seconds = check_positive_number(timeout, "timeout")
+        setup = check_initializer(initializer, initargs)
+        return cls(
+            function=function,
+            max_workers=workers,
+            timeout=seconds,
+            initializer=None if setup is None else setup[0],
+            initargs=() if setup is None else setup[1],
+            cpu_bound=cpu_bound,
+        )
+
+    @property
+    def kind_name(self) -> str:
+        return "cpu pool on threads" if self.cpu_bound else "thread pool"
+
+    def default_workers(self) -> int:
+        return usable_cpus() if self.cpu_bound else default_thread_workers()
+
+    def build(self, label: StageLabel, ctx: RunContext) -> StageRuntime:
+        return ThreadStage(self, label, ctx)
 
 
 class _Lane:
@@ -54,7 +101,9 @@ class _Lane:
 class ThreadStage(StageRuntime):
     """A stage whose lanes are threads of this process."""
 
-    def __init__(self, spec: StageSpec, label: StageLabel, ctx: RunContext) -> None:
+    spec: ThreadSpec
+
+    def __init__(self, spec: ThreadSpec, label: StageLabel, ctx: RunContext) -> None:
         super().__init__(spec, label, ctx)
         self.sizer = thread_sizer()
         self._lanes: list[_Lane] = []
@@ -112,7 +161,7 @@ class ThreadStage(StageRuntime):
         try:
             self.spec.initializer(*self.spec.initargs)  # type: ignore[misc]
         except BaseException as exc:
-            self.ctx.out_queue.put(setup_failure(self.spec, self.label, exc))
+            self.ctx.out_queue.put(setup_failure(self.spec.initializer, self.label, exc))
             return False
         return True
 

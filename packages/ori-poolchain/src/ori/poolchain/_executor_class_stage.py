@@ -14,23 +14,76 @@ import concurrent.futures
 import contextlib
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ori.errors import OriTimeoutError
+from ori.errors.validation import (
+    check_callable,
+    check_positive_int,
+    check_positive_number,
+    check_process_function,
+)
 
 from ._chunking import Sizer
 from ._context import STOP, RunContext
 from ._errors import ErrorRecord, StageLabel, short_repr
-from ._stages import StageRuntime, StageSpec
+from ._stages import StageRuntime, StageSpec, default_thread_workers, usable_cpus
 
 WAIT_SLICE_SECONDS = 0.1
 WORKER_START_SECONDS = 60.0
 
 
-class ExecutorStage(StageRuntime):
+@dataclass(frozen=True, kw_only=True)
+class ExecutorClassSpec(StageSpec):
+    """``add(executor_class=...)``: an executor of the user's class that Ori creates per run.
+
+    (ThreadPoolExecutor and ProcessPoolExecutor themselves select Ori's own
+    thread and process stages; their subclasses come here.)
+    """
+
+    executor_class: type[concurrent.futures.Executor]
+
+    @classmethod
+    def create(
+        cls,
+        function: Callable[[Any], Any],
+        executor_class: type[concurrent.futures.Executor],
+        *,
+        max_workers: object,
+        timeout: object,
+    ) -> ExecutorClassSpec:
+        check_callable(function, "function")
+        workers = check_positive_int(max_workers, "max_workers")
+        seconds = check_positive_number(timeout, "timeout")
+        if issubclass(executor_class, concurrent.futures.ProcessPoolExecutor):
+            check_process_function(function, None, name="function")
+        return cls(
+            function=function, executor_class=executor_class, max_workers=workers, timeout=seconds
+        )
+
+    @property
+    def kind_name(self) -> str:
+        return self.executor_class.__name__
+
+    def default_workers(self) -> int:
+        # What the two standard executors would use; another class says its own
+        # once created (see ExecutorClassStage.start_threads).
+        if issubclass(self.executor_class, concurrent.futures.ProcessPoolExecutor):
+            return usable_cpus()
+        return default_thread_workers()
+
+    def build(self, label: StageLabel, ctx: RunContext) -> StageRuntime:
+        return ExecutorClassStage(self, label, ctx)
+
+
+class ExecutorClassStage(StageRuntime):
     """A stage run by an executor of a user-chosen class, created per run."""
 
-    def __init__(self, spec: StageSpec, label: StageLabel, ctx: RunContext) -> None:
+    spec: ExecutorClassSpec
+
+    def __init__(self, spec: ExecutorClassSpec, label: StageLabel, ctx: RunContext) -> None:
         super().__init__(spec, label, ctx)
         self.sizer = Sizer(1, target_seconds=1.0, maximum=1)
         self._executor: concurrent.futures.Executor | None = None
@@ -41,7 +94,6 @@ class ExecutorStage(StageRuntime):
         return len(self._threads)
 
     def start_threads(self) -> None:
-        assert self.spec.executor_class is not None
         if self.spec.max_workers is None:
             self._executor = self.spec.executor_class()
             self.workers = getattr(self._executor, "_max_workers", None) or self.workers

@@ -22,21 +22,60 @@ and its items sent again one by one, so that only the guilty item fails.
 
 from __future__ import annotations
 
+import abc
 import collections
 import functools
 import itertools
 import queue
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from dataclasses import dataclass
+from typing import Any, ClassVar, cast
 
-from ori.errors import OriTimeoutError
+from ori.errors import OriTimeoutError, OriValidationError
+from ori.errors.validation import check_positive_int, check_positive_number
 
 from ._backend import Backend
 from ._chunking import PROCESS_MAX_CHUNK, Sizer
 from ._context import STOP, Indices, Message, RunContext, concat
 from ._errors import ErrorRecord, StageLabel, short_repr
-from ._stages import SingleThreadStage, StageSpec
+from ._stages import SingleThreadStage, StageRuntime, StageSpec
+
+
+def check_task_limits(
+    max_workers: object, timeout: object, chunksize: object, method: str
+) -> tuple[int | None, float | None, int | None]:
+    """Check the limits of a stage that submits tasks: (workers, seconds, chunk size).
+
+    Each must be positive or None, and since a timeout is per item while these
+    stages can only time whole tasks, a timeout needs one item per task.
+    """
+    workers = check_positive_int(max_workers, "max_workers")
+    seconds = check_positive_number(timeout, "timeout")
+    chunksize = check_positive_int(chunksize, "chunksize")
+    if seconds is not None and chunksize is not None and chunksize > 1:
+        raise OriValidationError(
+            f"{method} cannot combine timeout with chunksize={chunksize}: the timeout is "
+            "per item, and a task can only be timed as a whole, so with a timeout items "
+            "are sent one per task; drop chunksize (or set it to 1)"
+        )
+    return workers, seconds, chunksize
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubmitSpec(StageSpec):
+    """A stage that submits tasks to something the user owns (and never shuts down)."""
+
+    backend: Any  # the user's Executor instance or distributed.Client
+    chunksize: int | None = None  # None: automatic
+    thread_suffix: ClassVar[str] = "dispatcher"  # the name of the stage's thread ends so
+
+    @abc.abstractmethod
+    def make_backend(self) -> Backend:
+        """What this run submits to (it may check the user's object again)."""
+
+    def build(self, label: StageLabel, ctx: RunContext) -> StageRuntime:
+        return SubmitStage(self, label, ctx)
 
 
 class _Task:
@@ -54,15 +93,14 @@ class _Task:
 _Pending = collections.deque[tuple[Indices, list[Any], bool]]
 
 
-class FutureStage(SingleThreadStage):
+class SubmitStage(SingleThreadStage):
     """A stage whose tasks run on a backend the user owns, through futures."""
 
-    def __init__(self, spec: StageSpec, label: StageLabel, ctx: RunContext) -> None:
+    spec: SubmitSpec
+
+    def __init__(self, spec: SubmitSpec, label: StageLabel, ctx: RunContext) -> None:
         super().__init__(spec, label, ctx)
-        assert spec.backend_type is not None  # set by instance_spec / dask_spec
-        self.backend: Backend = spec.backend_type(spec.backend)
-        self.workers = spec.max_workers or self.backend.workers()
-        self.meter.workers = self.workers
+        self.backend = spec.make_backend()
         timed = spec.timeout is not None
         self.window = self.workers if timed else 2 * self.workers
         self.sizer = Sizer(
@@ -70,7 +108,7 @@ class FutureStage(SingleThreadStage):
             target_seconds=self.backend.target_seconds,
             maximum=PROCESS_MAX_CHUNK,
         )
-        self.thread_suffix = spec.kind
+        self.thread_suffix = spec.thread_suffix
 
     def _thread_main(self) -> None:
         ctx = self.ctx
