@@ -61,6 +61,23 @@ def stop(process: subprocess.Popen[bytes], grace: float = 0.0) -> None:
         _active.discard(process.pid)
 
 
+def run_in_session(
+    command: Sequence[str], *, timeout: float, grace: float = 0.0, **options: Any
+) -> int | None:
+    """Run *command* in a session of its own until it exits; its exit code, None if it hung.
+
+    After *timeout* seconds it is stopped (see :func:`stop`, which *grace* is for).
+    Either way, nothing it started is left in its group when this returns.
+    """
+    process = start(command, **options)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+    finally:
+        stop(process, grace=grace)
+
+
 def kill_all() -> None:
     """SIGKILL every group started here and not yet stopped."""
     with _lock:

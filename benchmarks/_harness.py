@@ -10,12 +10,16 @@ noisy and a single run proves nothing.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import json
 import math
 import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 
@@ -170,12 +174,12 @@ def format_table(rows: Iterable[Row]) -> str:
         lines.append(
             f"| {row.benchmark} | {row.implementation} | {format_value(row)} "
             f"| {_fmt(row.low)} | {_fmt(row.high)} | {format_ratio(ratio_to_best(row, best))} "
-            f"| {format_target(row)} | {_cell(row.note)} |"
+            f"| {format_target(row)} | {markdown_cell(row.note)} |"
         )
     return "\n".join(lines)
 
 
-def _cell(text: str) -> str:
+def markdown_cell(text: str) -> str:
     """Text that is safe inside one Markdown table cell."""
     return " ".join(text.split()).replace("|", "\\|")
 
@@ -188,6 +192,25 @@ def _fmt(value: float | None) -> str:
     if value == 0 or 0.01 <= abs(value) < 10_000:
         return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
     return f"{value:.3g}"
+
+
+def read_rows(path: Path) -> list[Row] | None:
+    """The rows a child process wrote to *path* as JSON; None if it wrote none, or garbage."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return [Row.from_dict(item) for item in data]
+
+
+def load_by_path(path: Path, name: str) -> ModuleType:
+    """Import the file *path* as a module called *name* (for files not on ``sys.path``)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def main(run: Callable[[bool], list[Row]]) -> None:

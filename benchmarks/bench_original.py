@@ -12,36 +12,24 @@ Without the venv, every row says why the original is missing.
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from types import ModuleType
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 import _groups
-from _harness import Row, main, unavailable
+from _environment import original_venv
+from _harness import Row, load_by_path, main, read_rows, unavailable
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = sorted((HERE / "original").glob("orig_*.py"))
 IMPLEMENTATION = "Ori 0.1.2 (original)"
 
 
-def _load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"_ori_original_{path.stem}", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _missing_rows(script: Path, quick: bool, reason: str) -> list[Row]:
     try:
-        names = _load(script).names(quick)
+        names = load_by_path(script, f"_ori_original_{script.stem}").names(quick)
     except Exception as exc:  # a mirrored module changed: say so rather than crash
         return [unavailable(f"original/{script.name}", IMPLEMENTATION, f"{reason}; {exc!r}")]
     return [unavailable(name, IMPLEMENTATION, reason, **options) for name, options in names]
@@ -53,25 +41,19 @@ def _run_script(python: Path, script: Path, quick: bool) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="ori-bench-original-") as tmp:
         out = Path(tmp) / "rows.json"
         command = [str(python), str(script), str(out), *(["--quick"] if quick else [])]
-        process = _groups.start(command, cwd=str(HERE))
-        failure = None
-        try:
-            process.wait(timeout=limit)
-        except subprocess.TimeoutExpired:
-            failure = f"hung: killed after {limit} s"
-        finally:
-            _groups.stop(process)
-        if failure is None and process.returncode != 0:
-            failure = f"failed with exit code {process.returncode}"
-        try:
-            return [Row.from_dict(item) for item in json.loads(out.read_text(encoding="utf-8"))]
-        except (OSError, ValueError):
-            return _missing_rows(script, quick, failure or "produced no rows")
+        code = _groups.run_in_session(command, timeout=limit, cwd=str(HERE))
+        rows = read_rows(out)
+    if rows is not None:
+        return rows
+    if code is None:
+        return _missing_rows(script, quick, f"hung: killed after {limit} s")
+    failure = f"failed with exit code {code}" if code else "produced no rows"
+    return _missing_rows(script, quick, failure)
 
 
 def run(quick: bool) -> list[Row]:
     _groups.kill_children_on_sigterm()  # run.py stops a module with SIGTERM first
-    venv = _load(HERE / "original" / "venv.py")
+    venv = original_venv()
     python, reason = venv.find()
     rows: list[Row] = []
     for script in SCRIPTS:

@@ -46,6 +46,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 import _groups
+from _environment import original_venv
 from _harness import Row, main, unavailable
 from _peer_adapters import ORI, ORI_ORIGINAL, PEERS, ChainSpec, Peer
 from _peer_workloads import burn, calibrate_loops
@@ -152,17 +153,7 @@ THROUGHPUT_NOTES = {
 
 def original_python() -> tuple[Path | None, str]:
     """The original Ori's venv interpreter, or None and why it is unavailable."""
-    import importlib.util
-
-    # benchmarks/original/venv.py, loaded by path: the name `venv` is the stdlib's.
-    spec = importlib.util.spec_from_file_location(
-        "_ori_original_venv", HERE / "original" / "venv.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    found: tuple[Path | None, str] = module.find()
+    found: tuple[Path | None, str] = original_venv().find()
     return found
 
 

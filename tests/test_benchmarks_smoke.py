@@ -36,7 +36,15 @@ def load(path: Path, name: str) -> ModuleType:
 
 @pytest.fixture(scope="module")
 def runner() -> ModuleType:
-    return load(BENCHMARKS / "run.py", "ori_benchmarks_run")
+    """``benchmarks/_runner.py``, the one run.py imports (loading run.py puts it on the path)."""
+    load(BENCHMARKS / "run.py", "ori_benchmarks_run")
+    return sys.modules["_runner"]
+
+
+@pytest.fixture(scope="module")
+def report(runner: ModuleType) -> ModuleType:
+    """``benchmarks/_report.py``, the one run.py imported."""
+    return sys.modules["_report"]
 
 
 def installed(name: str) -> bool:
@@ -224,7 +232,7 @@ def test_rows_travel_back_from_the_child(runner: ModuleType, tmp_path: Path) -> 
     assert rows[2].extra == {"quick": True}
 
 
-def test_report_tables_rank_measured_rows_and_explain_missing_ones(runner: ModuleType) -> None:
+def test_report_tables_rank_measured_rows_and_explain_missing_ones(report: ModuleType) -> None:
     harness = sys.modules["_harness"]  # the one run.py imported
     rows = [
         harness.Row("speed", "Ori", 300.0, "items/s", True, 250.0, 350.0, target=150.0),
@@ -242,29 +250,29 @@ def test_report_tables_rank_measured_rows_and_explain_missing_ones(runner: Modul
     assert "| time | Ori | 4 s |  |  | 0.50x | <= 2 |" in table
     assert "| time | aborted peer | 0.5 s |  |  | n/a |" in table
 
-    headline = runner.headline_table(rows)
+    headline = report.headline_table(rows)
     assert "| speed | 300 items/s | 150 items/s (peer) | 2.00x | >= 150 | yes |" in headline
     assert "| time | 4 s | 2 s (peer) | 0.50x | <= 2 | **no** |" in headline
     rows.append(harness.Row("untargeted", "Ori", 1.0, "s"))
-    assert "| untargeted |" in runner.headline_table(rows)
-    assert "| untargeted |" not in runner.headline_table(rows, targets_only=True)
+    assert "| untargeted |" in report.headline_table(rows)
+    assert "| untargeted |" not in report.headline_table(rows, targets_only=True)
     # Two Ori variants with the same figure: the one with a target speaks for Ori.
     rows += [
         harness.Row("variants", "ori plain", 0.95, "", True),
         harness.Row("variants", "ori targeted", 0.95, "", True, target=0.9),
         harness.Row("variants", "peer", 0.9, "", True),
     ]
-    assert "| variants | 0.95 | 0.9 (peer) | 1.06x | >= 0.9 | yes |" in runner.headline_table(
+    assert "| variants | 0.95 | 0.9 (peer) | 1.06x | >= 0.9 | yes |" in report.headline_table(
         rows, targets_only=True
     )
 
 
-def test_readme_block_is_replaced_only_between_markers(runner: ModuleType, tmp_path: Path) -> None:
+def test_readme_block_is_replaced_only_between_markers(report: ModuleType, tmp_path: Path) -> None:
     readme = tmp_path / "README.md"
     readme.write_text(
-        f"intro\n{runner.README_START}\nold table\n{runner.README_END}\noutro\n", encoding="utf-8"
+        f"intro\n{report.README_START}\nold table\n{report.README_END}\noutro\n", encoding="utf-8"
     )
-    assert runner.update_readme(readme, "| new | table |")
+    assert report.update_readme(readme, "| new | table |")
     text = readme.read_text(encoding="utf-8")
     assert "old table" not in text
     assert text.startswith("intro\n")
@@ -272,8 +280,43 @@ def test_readme_block_is_replaced_only_between_markers(runner: ModuleType, tmp_p
     assert "| new | table |" in text
     plain = tmp_path / "PLAIN.md"
     plain.write_text("no markers\n", encoding="utf-8")
-    assert not runner.update_readme(plain, "| new | table |")
+    assert not report.update_readme(plain, "| new | table |")
     assert plain.read_text(encoding="utf-8") == "no markers\n"
+
+
+def test_results_page_links_charts_only_when_it_has_them(
+    runner: ModuleType, report: ModuleType
+) -> None:
+    """The run's own page links its PNGs; the page the repository keeps has tables only."""
+    harness = sys.modules["_harness"]
+    environment = sys.modules["_environment"].Environment(["mpire"], [], {"pypeln": "0.4.9"})
+    rows = [
+        harness.Row("speed", "Ori", 300.0, "items/s", True),
+        harness.Row("speed", "peer", 1.0, "s"),
+    ]
+    run = runner.SuiteRun(rows, {}, {"poolchain": "idle"}, False, time.time(), 60.0)
+
+    def page(charts: dict[str, str], note: str | None) -> str:
+        return report.results_markdown(
+            run,
+            environment,
+            original="left out",
+            revision="abc1234",
+            charts=charts,
+            chart_note=note,
+        )
+
+    with_charts = page({"speed": "bench-speed.png"}, None)
+    assert "![speed](img/bench-speed.png)" in with_charts
+    assert "- **Ori:** commit abc1234" in with_charts
+    assert "- **Peers:** pypeln 0.4.9; the original Ori: left out" in with_charts
+    assert "- **Not installed:** mpire (their rows say so)" in with_charts
+    assert "- `bench_poolchain.py`: idle" in with_charts
+    assert time.strftime("%Y-%m-%d") in with_charts
+    tables_only = page({}, report.CHARTS_NOT_HERE)
+    assert "](img/" not in tables_only
+    assert f"*{report.CHARTS_NOT_HERE}.*" in tables_only
+    assert "| **Ori** | 300 items/s |" in tables_only
 
 
 def test_a_peer_that_hangs_in_teardown_is_reported_and_killed() -> None:
