@@ -33,12 +33,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ori.errors import OriTimeoutError, OriValidationError
+from ori.errors import OriValidationError
 from ori.errors.validation import check_async_function, check_positive_int, check_positive_number
 
 from ._chunking import Sizer
 from ._context import STOP, Message, RunContext
-from ._errors import ErrorRecord, StageLabel, short_repr
+from ._errors import ErrorRecord, StageLabel, short_repr, timeout_record
 from ._stages import DEFAULT_MAX_CONCURRENCY, SingleThreadStage, StageRuntime, StageSpec
 
 BATCH = 16  # items per message to this stage (a put costs a loop wake-up)
@@ -162,7 +162,9 @@ class AsyncStage(SingleThreadStage):
                 else:
                     raise not_awaitable(function, awaitable)
             except BaseException as exc:  # the synchronous part of the call failed
-                self.ctx.report(ErrorRecord(index, self.label, exc, short_repr(value), value=value))
+                self.ctx.report(
+                    ErrorRecord(index=index, stage=self.label, exception=exc, value=value)
+                )
                 del exc
                 continue
             timer = None if timeout is None else loop.call_later(timeout, self._expire, task)
@@ -192,7 +194,9 @@ class AsyncStage(SingleThreadStage):
         else:
             error = task.exception()
         if error is not None:
-            self.ctx.report(ErrorRecord(index, self.label, error, short_repr(value), value=value))
+            self.ctx.report(
+                ErrorRecord(index=index, stage=self.label, exception=error, value=value)
+            )
             return
         self._finished_indices.append(index)
         self._finished_values.append(task.result())
@@ -206,13 +210,8 @@ class AsyncStage(SingleThreadStage):
         task.cancel()
         timeout = self.spec.timeout
         assert timeout is not None
-        error = OriTimeoutError(
-            f"{self.label} did not finish input item {index} within its {timeout:g} s "
-            f"timeout (argument: {short_repr(value)}); its coroutine was cancelled"
-        )
-        self.ctx.report(
-            ErrorRecord(index, self.label, error, short_repr(value), None, False, value=value)
-        )
+        aftermath = "its coroutine was cancelled"
+        self.ctx.report(timeout_record(self.label, index, value, timeout, aftermath))
         if self._wakeup is not None:
             self._wakeup.set()  # a slot is free
 

@@ -20,7 +20,7 @@ from typing import Any, Final, TypeAlias
 
 from ori.errors import OriError
 
-from ._errors import ErrorRecord, StageLabel
+from ._errors import ErrorRecord, RunFailure, StageLabel
 from ._policy import Retries
 from ._stats import RunStats
 from ._warm import WarmPools
@@ -29,7 +29,6 @@ Indices: TypeAlias = "range | list[int]"
 Batch: TypeAlias = "tuple[Indices, list[Any]]"
 Message: TypeAlias = "Batch | ErrorRecord | None"
 STOP: Final = None
-RUN_FAILURE: Final = -1  # ErrorRecord.index of a failure that is not one item's
 
 _run_ids = itertools.count(1)
 
@@ -73,7 +72,7 @@ class RunContext:
     def fail(self, stage: StageLabel, exc: BaseException) -> None:
         """Fail the whole run: a lane hit an unexpected error (an Ori bug)."""
         if not self.stopping:
-            self.out_queue.put(ErrorRecord(RUN_FAILURE, stage, exc, "", annotate=False))
+            self.out_queue.put(RunFailure(stage=stage, exception=exc))
 
 
 def setup_failure(
@@ -100,4 +99,4 @@ def setup_failure(
     )
     if remote_traceback is None:
         error.__cause__ = exc
-    return ErrorRecord(RUN_FAILURE, stage, error, "", remote_traceback, annotate=False)
+    return RunFailure(stage=stage, exception=error, remote_traceback=remote_traceback)

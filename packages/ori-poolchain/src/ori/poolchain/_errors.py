@@ -17,7 +17,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from ori.errors import OriError
+from ori.errors import OriError, OriTimeoutError
 
 _short = reprlib.Repr()
 _short.maxstring = 60
@@ -51,7 +51,7 @@ class StageLabel:
         return f"stage {self.number}/{self.total} ({self.kind}, {self.function})"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ErrorRecord:
     """One item that failed in one stage.
 
@@ -66,10 +66,38 @@ class ErrorRecord:
     index: int
     stage: StageLabel
     exception: BaseException
-    item_repr: str
+    value: Any = None
     remote_traceback: str | None = None
     annotate: bool = True
-    value: Any = None
+
+    @property
+    def item_repr(self) -> str:
+        return short_repr(self.value)
+
+
+@dataclass(kw_only=True)
+class RunFailure(ErrorRecord):
+    """Not one item's failure: the whole run fails with it, whatever the policy.
+
+    An initializer that raised, workers that cannot start, an Ori bug.
+    """
+
+    index: int = -1  # no input item
+    annotate: bool = False
+
+
+def timeout_record(
+    stage: StageLabel, index: int, value: Any, timeout: float, aftermath: str
+) -> ErrorRecord:
+    """The failure of an item that ran past its stage's *timeout* seconds.
+
+    *aftermath* says what became of the call (killed, cancelled, abandoned).
+    """
+    error = OriTimeoutError(
+        f"{stage} did not finish input item {index} within its {timeout:g} s timeout "
+        f"(argument: {short_repr(value)}); {aftermath}"
+    )
+    return ErrorRecord(index=index, stage=stage, exception=error, value=value, annotate=False)
 
 
 def add_note(exc: BaseException, note: str) -> None:

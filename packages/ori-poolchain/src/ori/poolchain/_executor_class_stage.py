@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ori.errors import OriTimeoutError
 from ori.errors.validation import (
     check_callable,
     check_positive_int,
@@ -28,7 +27,7 @@ from ori.errors.validation import (
 
 from ._chunking import Sizer
 from ._context import STOP, RunContext
-from ._errors import ErrorRecord, StageLabel, short_repr
+from ._errors import ErrorRecord, StageLabel, timeout_record
 from ._stages import StageRuntime, StageSpec, default_thread_workers, usable_cpus
 
 WAIT_SLICE_SECONDS = 0.1
@@ -139,7 +138,7 @@ class ExecutorClassStage(StageRuntime):
         try:
             future = executor.submit(self.spec.function, value)
         except BaseException as exc:
-            self.ctx.report(ErrorRecord(index, self.label, exc, short_repr(value), value=value))
+            self.ctx.report(ErrorRecord(index=index, stage=self.label, exception=exc, value=value))
             return _FAILED
         timeout = self.spec.timeout
         # The clock starts when the executor starts the call (a pool may first
@@ -163,21 +162,13 @@ class ExecutorClassStage(StageRuntime):
                 deadline or submitted + timeout + WORKER_START_SECONDS
             ):
                 future.cancel()
-                error = OriTimeoutError(
-                    f"{self.label} did not finish input item {index} within its "
-                    f"{timeout:g} s timeout (argument: {short_repr(value)}); the "
-                    "executor cannot stop a running call, so it was abandoned"
-                )
-                self.ctx.report(
-                    ErrorRecord(
-                        index, self.label, error, short_repr(value), None, False, value=value
-                    )
-                )
+                aftermath = "the executor cannot stop a running call, so it was abandoned"
+                self.ctx.report(timeout_record(self.label, index, value, timeout, aftermath))
                 return _FAILED
         try:
             return future.result()
         except BaseException as exc:
-            self.ctx.report(ErrorRecord(index, self.label, exc, short_repr(value), value=value))
+            self.ctx.report(ErrorRecord(index=index, stage=self.label, exception=exc, value=value))
             return _FAILED
 
     def begin_stop(self) -> None:

@@ -57,7 +57,6 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from ori.errors import (
-    OriTimeoutError,
     OriValidationError,
     OriWorkerCrashedError,
     OriWorkerStartError,
@@ -71,8 +70,15 @@ from ori.errors.validation import (
 )
 
 from ._chunking import PROCESS_GIVE_BACK_SECONDS, process_sizer
-from ._context import RUN_FAILURE, STOP, Batch, Indices, RunContext, concat, setup_failure
-from ._errors import ErrorRecord, StageLabel, format_exception_text, short_repr
+from ._context import STOP, Batch, Indices, RunContext, concat, setup_failure
+from ._errors import (
+    ErrorRecord,
+    RunFailure,
+    StageLabel,
+    format_exception_text,
+    short_repr,
+    timeout_record,
+)
 from ._pickling import check_stage_function
 from ._stages import StageRuntime, StageSpec, check_initializer, usable_cpus
 from ._starting import StartPlan, start_failure_hint
@@ -465,7 +471,7 @@ class ProcessStage(StageRuntime):
         """End the whole run with *error*: the stage cannot work, whatever the policy."""
         if not self.ctx.stopping:
             self.ctx.out_queue.put(
-                ErrorRecord(RUN_FAILURE, self.label, error, "", remote_traceback, annotate=False)
+                RunFailure(stage=self.label, exception=error, remote_traceback=remote_traceback)
             )
 
     def _keep(self, lane: _Lane, worker: _Worker) -> bool:
@@ -560,7 +566,9 @@ class ProcessStage(StageRuntime):
         label = self.label
         for position in positions:
             value = values[position]
-            report(ErrorRecord(indices[position], label, exc, short_repr(value), text, value=value))
+            record = ErrorRecord(index=indices[position], stage=label, exception=exc, value=value)
+            record.remote_traceback = text
+            report(record)
 
     def _dumps(self, indices: Indices, values: list[Any]) -> tuple[Any, Indices, list[Any]]:
         """Pickle a chunk; arguments that do not pickle are reported and dropped."""
@@ -572,7 +580,9 @@ class ProcessStage(StageRuntime):
             try:
                 dumps(value)
             except Exception as exc:
-                self.ctx.report(ErrorRecord(index, self.label, exc, short_repr(value), value=value))
+                self.ctx.report(
+                    ErrorRecord(index=index, stage=self.label, exception=exc, value=value)
+                )
                 continue
             keep_indices.append(index)
             keep_values.append(value)
@@ -886,23 +896,12 @@ class ProcessStage(StageRuntime):
         worker.kill()
         if self.ctx.stopping:
             return
-        index = indices[position]
-        error = OriTimeoutError(
-            f"{self.label} did not finish input item {index} within its "
-            f"{self.spec.timeout:g} s timeout (argument: {short_repr(values[position])}); "
-            f"its worker process (pid {worker.pid}) was killed and replaced"
+        assert self.spec.timeout is not None
+        aftermath = f"its worker process (pid {worker.pid}) was killed and replaced"
+        record = timeout_record(
+            self.label, indices[position], values[position], self.spec.timeout, aftermath
         )
-        self.ctx.report(
-            ErrorRecord(
-                index,
-                self.label,
-                error,
-                short_repr(values[position]),
-                None,
-                False,
-                value=values[position],
-            )
-        )
+        self.ctx.report(record)
         rest = [p for p in range(finished, len(values)) if p != position]
         self._requeue(indices, values, rest)
 
@@ -959,7 +958,7 @@ class ProcessStage(StageRuntime):
             f"{index} (argument: {short_repr(value)}); it was replaced"
         )
         self.ctx.report(
-            ErrorRecord(index, self.label, error, short_repr(value), None, False, value=value)
+            ErrorRecord(index=index, stage=self.label, exception=error, value=value, annotate=False)
         )
 
     # -- stopping ---------------------------------------------------------

@@ -37,8 +37,8 @@ from typing import Any
 
 from ori.errors import OriError
 
-from ._context import RUN_FAILURE, Batch, RunContext
-from ._errors import ErrorRecord, exception_for
+from ._context import Batch, RunContext
+from ._errors import ErrorRecord, RunFailure, exception_for
 from ._policy import Failure
 from ._progress import ProgressDisplay, ProgressSetup
 from ._stages import StageRuntime, StageSpec
@@ -379,7 +379,7 @@ class _Engine:
     # -- the error policy: the one place that decides what a failure does ------
 
     def _on_error(self, record: ErrorRecord) -> None:
-        if record.index == RUN_FAILURE:  # not one item's failure: raise it now
+        if isinstance(record, RunFailure):  # not one item's failure: raise it now
             self._stop_pulling = True
             self._ready.clear()
             self._failure = record

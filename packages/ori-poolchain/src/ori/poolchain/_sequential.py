@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from ._errors import ErrorRecord, exception_for, short_repr
+from ._errors import ErrorRecord, exception_for
 from ._policy import Failure
 from ._stages import StageSpec
 
@@ -56,7 +56,8 @@ def _run(
                         continue
                     label = specs[number - 1].label(number, total)
                     # exception_for adds the note naming stage, index and argument.
-                    error = exception_for(ErrorRecord(index, label, exc, short_repr(value)))
+                    record = ErrorRecord(index=index, stage=label, exception=exc, value=value)
+                    error = exception_for(record)
                     policy = policies[number - 1]
                     if policy == "raise" or not isinstance(exc, Exception):
                         raise

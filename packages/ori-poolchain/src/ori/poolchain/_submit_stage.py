@@ -32,13 +32,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
-from ori.errors import OriTimeoutError, OriValidationError
+from ori.errors import OriValidationError
 from ori.errors.validation import check_positive_int, check_positive_number
 
 from ._backend import Backend
 from ._chunking import PROCESS_MAX_CHUNK, Sizer
 from ._context import STOP, Indices, Message, RunContext, concat
-from ._errors import ErrorRecord, StageLabel, short_repr
+from ._errors import ErrorRecord, StageLabel, timeout_record
 from ._stages import SingleThreadStage, StageRuntime, StageSpec
 
 
@@ -199,11 +199,10 @@ class SubmitStage(SingleThreadStage):
         pending: _Pending,
     ) -> None:
         """Fail the first item of a chunk that could not be submitted; retry the rest."""
-        self.ctx.report(
-            ErrorRecord(
-                task.indices[0], self.label, exc, short_repr(task.values[0]), value=task.values[0]
-            )
+        record = ErrorRecord(
+            index=task.indices[0], stage=self.label, exception=exc, value=task.values[0]
         )
+        self.ctx.report(record)
         if len(task.indices) > 1:
             pending.appendleft((task.indices[1:], task.values[1:], False))
 
@@ -217,7 +216,7 @@ class SubmitStage(SingleThreadStage):
                     pending.appendleft(([index], [value], True))
                 return
             record = ErrorRecord(
-                task.indices[0], self.label, exc, short_repr(task.values[0]), value=task.values[0]
+                index=task.indices[0], stage=self.label, exception=exc, value=task.values[0]
             )
             self.ctx.report(record)
             return
@@ -231,7 +230,11 @@ class SubmitStage(SingleThreadStage):
                 remote = text if error.__traceback__ is None else None
                 value = task.values[position]
                 record = ErrorRecord(
-                    indices[position], self.label, error, short_repr(value), remote, value=value
+                    index=indices[position],
+                    stage=self.label,
+                    exception=error,
+                    value=value,
+                    remote_traceback=remote,
                 )
                 self.ctx.report(record)
             keep = [p for p in range(len(indices)) if p not in failed]
@@ -255,13 +258,8 @@ class SubmitStage(SingleThreadStage):
         self.backend.cancel([task.future for task in overdue])
         for task in overdue:
             index, value = task.indices[0], task.values[0]
-            error = OriTimeoutError(
-                f"{self.label} did not finish input item {index} within its {timeout:g} s "
-                f"timeout (argument: {short_repr(value)}); {self.backend.abandon_note}"
-            )
-            self.ctx.report(
-                ErrorRecord(index, self.label, error, short_repr(value), None, False, value=value)
-            )
+            aftermath = self.backend.abandon_note
+            self.ctx.report(timeout_record(self.label, index, value, timeout, aftermath))
 
 
 _NOTHING = object()  # the dispatcher woke up for a deadline, not for a message

@@ -24,12 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ori.errors import OriTimeoutError
 from ori.errors.validation import check_callable, check_positive_int, check_positive_number
 
 from ._chunking import THREAD_GIVE_BACK_SECONDS, thread_sizer
 from ._context import STOP, Indices, RunContext, setup_failure
-from ._errors import ErrorRecord, StageLabel, short_repr
+from ._errors import ErrorRecord, StageLabel, timeout_record
 from ._stages import StageRuntime, StageSpec, check_initializer, default_thread_workers, usable_cpus
 
 _Token = tuple[int, Any, float]  # (input index, argument, monotonic start)
@@ -188,7 +187,7 @@ class ThreadStage(StageRuntime):
                 results.append(None)
                 failed.append(start)
                 report = ErrorRecord(
-                    indices[start], self.label, exc, short_repr(values[start]), value=values[start]
+                    index=indices[start], stage=self.label, exception=exc, value=values[start]
                 )
                 self.ctx.report(report)
                 del exc, report
@@ -221,7 +220,7 @@ class ThreadStage(StageRuntime):
                 if not lane.finish(token):
                     self._retire(indices, values, position, done_indices, done_values)
                     return False
-                report(ErrorRecord(index, self.label, exc, short_repr(value), value=value))
+                report(ErrorRecord(index=index, stage=self.label, exception=exc, value=value))
                 del exc
                 continue
             if not lane.finish(token):
@@ -271,15 +270,11 @@ class ThreadStage(StageRuntime):
             self._lanes.remove(lane)
             self._retired.append(lane)
             index, value, _ = token
-            error = OriTimeoutError(
-                f"{self.label} did not finish input item {index} within its "
-                f"{timeout:g} s timeout (argument: {short_repr(value)}); a thread cannot "
-                "be stopped, so the call goes on in the background and its result "
-                "is discarded"
+            aftermath = (
+                "a thread cannot be stopped, so the call goes on in the background and its "
+                "result is discarded"
             )
-            self.ctx.report(
-                ErrorRecord(index, self.label, error, short_repr(value), None, False, value=value)
-            )
+            self.ctx.report(timeout_record(self.label, index, value, timeout, aftermath))
             if not self.ctx.stopping:
                 self._start_lane()
 
