@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import threading
 
 import poolchain_workers as pw
@@ -31,11 +30,6 @@ def without_gil(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def with_gil(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_chain, "gil_enabled", lambda: True)
-
-
-def test_gil_enabled_follows_the_interpreter() -> None:
-    check = getattr(sys, "_is_gil_enabled", None)
-    assert gil_enabled() is (True if check is None else check())
 
 
 @gil_only

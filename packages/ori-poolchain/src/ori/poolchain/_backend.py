@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from ._chunk_task import ChunkOutcome, run_chunk
 from ._chunking import PROCESS_TARGET_SECONDS, THREAD_TARGET_SECONDS
+from ._compat import executor_max_workers
 from ._stages import default_thread_workers
 
 
@@ -62,8 +63,7 @@ class ExecutorBackend(Backend):
         self.target_seconds = THREAD_TARGET_SECONDS if in_process else PROCESS_TARGET_SECONDS
 
     def workers(self) -> int:
-        count = getattr(self._executor, "_max_workers", None)
-        return count if isinstance(count, int) and count > 0 else default_thread_workers()
+        return executor_max_workers(self._executor) or default_thread_workers()
 
     def submit(self, function: Callable[[Any], Any], values: list[Any]) -> Any:
         return self._executor.submit(run_chunk, function, values, self.portable)

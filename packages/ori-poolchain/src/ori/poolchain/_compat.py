@@ -6,6 +6,7 @@ Each function here names the Python versions it was checked on; its test is in
 
 from __future__ import annotations
 
+import concurrent.futures
 import sys
 
 
@@ -20,3 +21,23 @@ def gil_enabled() -> bool:
     """
     is_gil_enabled = getattr(sys, "_is_gil_enabled", None)
     return True if is_gil_enabled is None else bool(is_gil_enabled())
+
+
+def executor_max_workers(executor: concurrent.futures.Executor) -> int | None:
+    """How many workers *executor* was created with, or None if it does not say.
+
+    ``ThreadPoolExecutor`` and ``ProcessPoolExecutor`` keep it in
+    ``_max_workers`` (checked on 3.10 to 3.13); other executors may not have it.
+    """
+    count = getattr(executor, "_max_workers", None)
+    return count if isinstance(count, int) and count > 0 else None
+
+
+def executor_start_method(executor: concurrent.futures.Executor) -> str | None:
+    """The start method of a ``ProcessPoolExecutor``'s workers, or None if unknown.
+
+    Kept in ``_mp_context`` (checked on 3.10 to 3.13).
+    """
+    context = getattr(executor, "_mp_context", None)
+    method = getattr(context, "get_start_method", None)
+    return str(method()) if callable(method) else None

@@ -26,6 +26,7 @@ from ori.errors.validation import (
 )
 
 from ._chunking import Sizer
+from ._compat import executor_max_workers
 from ._context import STOP, RunContext
 from ._errors import ErrorRecord, StageLabel, timeout_record
 from ._stages import StageRuntime, StageSpec, default_thread_workers, usable_cpus
@@ -95,7 +96,7 @@ class ExecutorClassStage(StageRuntime):
     def start_threads(self) -> None:
         if self.spec.max_workers is None:
             self._executor = self.spec.executor_class()
-            self.workers = getattr(self._executor, "_max_workers", None) or self.workers
+            self.workers = executor_max_workers(self._executor) or self.workers
             self.meter.workers = self.workers
         else:
             self._executor = self.spec.executor_class(max_workers=self.spec.max_workers)  # type: ignore[call-arg]

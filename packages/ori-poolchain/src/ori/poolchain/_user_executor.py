@@ -11,6 +11,7 @@ from ori.errors import OriValidationError
 from ori.errors.validation import check_callable, check_executor, check_process_function
 
 from ._backend import Backend, ExecutorBackend
+from ._compat import executor_start_method
 from ._submit_stage import SubmitSpec, check_task_limits
 
 
@@ -42,9 +43,7 @@ class UserExecutorSpec(SubmitSpec):
             max_workers, timeout, chunksize, "add(executor=...)"
         )
         if isinstance(pool, concurrent.futures.ProcessPoolExecutor):
-            context = getattr(pool, "_mp_context", None)
-            method = context.get_start_method() if context is not None else None
-            check_process_function(function, method, name="function")
+            check_process_function(function, executor_start_method(pool), name="function")
         return cls(
             function=function, backend=pool, max_workers=workers, timeout=seconds, chunksize=chunk
         )
