@@ -13,6 +13,9 @@
 Every stage runs at the same time as the others and items move on as soon as
 they are done; the input is read only as far ahead as the stages can work, so
 memory stays flat and infinite inputs work with ``execute_lazy``.
+
+How the package is built inside (a glossary of lane, batch, chunk, outlet and
+window, and a map of its modules): ``docs/internals.md``.
 """
 
 # The distribution's version: hatchling reads it from this line when it builds
