@@ -76,6 +76,20 @@ class PoolChain:
     the whole chain, each ``add*`` method's *on_error* for one stage, and an
     execute method's *on_error* for one execution (see ``Failure``).
 
+    What every ``add*`` method has in common: it records a stage and returns
+    the chain, for chaining calls; it never blocks and starts nothing (call it
+    from the thread that builds the chain); it checks its arguments at once,
+    raising :class:`~ori.errors.OriValidationError` with the fix. And each
+    takes these two keywords:
+
+    * *on_error*: this stage's error policy, winning over the chain's and the
+      execution's: ``"raise"``, ``"skip"`` or ``"return"`` (see below);
+      ``None`` (the default) uses theirs.
+    * *retries*: how many more times an item that failed in this stage (an
+      exception, a timeout, a crashed worker) is tried before the policy
+      applies; ``0`` (the default): none. A retried item goes back to this
+      stage's queue, so it may run more than once.
+
     Examples:
         >>> from ori.poolchain import PoolChain
         >>> chain = PoolChain().add_threadpool(lambda n: n * 10).add_processpool(str)
@@ -140,8 +154,6 @@ class PoolChain:
         (*chunksize*, automatic by default), cancels its tasks that have not
         started when the execution ends and never shuts the executor down.
 
-        Does not block; call it from the thread that builds the chain.
-
         Args:
             function: called with one item, returns the item for the next stage.
                 For process stages it must be picklable by reference: a function
@@ -168,13 +180,8 @@ class PoolChain:
                 ``None`` uses the interpreter's default.
             executor: a :class:`concurrent.futures.Executor` instance you own
                 and shut down yourself; Ori never shuts it down.
-            on_error: this stage's error policy, winning over the chain's and
-                the execution's: ``"raise"``, ``"skip"`` or ``"return"`` (see
-                :class:`PoolChain`); ``None`` (default) uses theirs.
-            retries: how many more times an item that failed in this stage
-                (exception, timeout or crashed worker) is tried before the
-                policy applies; ``0`` (default): none. A retried item goes
-                back to this stage's queue and may run more than once.
+            on_error: this stage's error policy (see :class:`PoolChain`).
+            retries: tries more for a failed item (see :class:`PoolChain`).
             initializer: called as ``initializer(*initargs)`` once in every
                 worker process (process stages) or lane thread (thread stages)
                 before its first item, e.g. to open a connection or load a
@@ -284,20 +291,13 @@ class PoolChain:
         exceeds *timeout*, the execution reports it at once, but the call itself
         goes on in the background and its result is thrown away.
 
-        Does not block; call it from the thread that builds the chain.
-
         Args:
             function: called with one item, returns the item for the next stage.
             max_workers: number of threads; ``None`` means ``min(32, CPUs + 4)``,
                 like ``ThreadPoolExecutor``.
             timeout: seconds one item may run (int or float > 0), or ``None``.
-            on_error: this stage's error policy, winning over the chain's and
-                the execution's: ``"raise"``, ``"skip"`` or ``"return"`` (see
-                :class:`PoolChain`); ``None`` (default) uses theirs.
-            retries: how many more times an item that failed in this stage
-                (exception, timeout or crashed worker) is tried before the
-                policy applies; ``0`` (default): none. A retried item goes
-                back to this stage's queue and may run more than once.
+            on_error: this stage's error policy (see :class:`PoolChain`).
+            retries: tries more for a failed item (see :class:`PoolChain`).
             initializer: called as ``initializer(*initargs)`` once in every
                 lane thread before its first item (threads are started per
                 execution, so once per thread per execution); if it raises,
@@ -368,8 +368,6 @@ class PoolChain:
         lost, and the error policy decides whether the run goes on. Worker processes
         ignore SIGINT, so Ctrl-C is handled once, by the consumer.
 
-        Does not block; call it from the thread that builds the chain.
-
         Args:
             function: a picklable, module-level function or callable.
             max_workers: number of worker processes; ``None`` means one per
@@ -380,13 +378,8 @@ class PoolChain:
                 work per chunk; ``1`` sends items one by one.
             mp_context: a :mod:`multiprocessing` context selecting the start
                 method (fork, spawn, forkserver); ``None`` uses the default.
-            on_error: this stage's error policy, winning over the chain's and
-                the execution's: ``"raise"``, ``"skip"`` or ``"return"`` (see
-                :class:`PoolChain`); ``None`` (default) uses theirs.
-            retries: how many more times an item that failed in this stage
-                (exception, timeout or crashed worker) is tried before the
-                policy applies; ``0`` (default): none. A retried item goes
-                back to this stage's queue and may run more than once.
+            on_error: this stage's error policy (see :class:`PoolChain`).
+            retries: tries more for a failed item (see :class:`PoolChain`).
             initializer: called as ``initializer(*initargs)`` once in every
                 worker process before its first item (also in a worker that
                 replaces a crashed or killed one), e.g. to load a model into a
@@ -466,9 +459,8 @@ class PoolChain:
             timeout: seconds one item may run (int or float > 0), or ``None``.
             chunksize: items sent to a worker process at a time (processes
                 only); ``None`` (the default) is automatic.
-            on_error: this stage's error policy (see :meth:`add_threadpool`).
-            retries: how many more times a failed item is tried (see
-                :meth:`add_threadpool`).
+            on_error: this stage's error policy (see :class:`PoolChain`).
+            retries: tries more for a failed item (see :class:`PoolChain`).
 
         Returns:
             This chain, for chaining calls.
@@ -522,8 +514,6 @@ class PoolChain:
         seconds. The single-threaded execute methods run each call to its end
         on a private loop in the calling thread.
 
-        Does not block; call it from the thread that builds the chain.
-
         Args:
             async_function: an ``async def`` function (or a bound method,
                 :func:`functools.partial` or object with an ``async def
@@ -534,13 +524,8 @@ class PoolChain:
                 default 100).
             timeout: seconds one item may take (int or float > 0), or
                 ``None`` for no limit.
-            on_error: this stage's error policy, winning over the chain's and
-                the execution's: ``"raise"``, ``"skip"`` or ``"return"`` (see
-                :class:`PoolChain`); ``None`` (default) uses theirs.
-            retries: how many more times an item that failed in this stage
-                (exception, timeout or crashed worker) is tried before the
-                policy applies; ``0`` (default): none. A retried item goes
-                back to this stage's queue and may run more than once.
+            on_error: this stage's error policy (see :class:`PoolChain`).
+            retries: tries more for a failed item (see :class:`PoolChain`).
 
         Returns:
             This chain, for chaining calls.
@@ -587,8 +572,6 @@ class PoolChain:
         cluster are yours: Ori never closes them. The single-threaded execute
         methods call *function* locally.
 
-        Does not block; call it from the thread that builds the chain.
-
         Args:
             function: called with one item on a dask worker; what it returns
                 goes to the next stage.
@@ -605,13 +588,8 @@ class PoolChain:
             chunksize: items per task; ``None`` (the default) sizes chunks
                 automatically (about 0.1 s of work per task); ``1`` sends items
                 one by one. Cannot exceed 1 when *timeout* is set.
-            on_error: this stage's error policy, winning over the chain's and
-                the execution's: ``"raise"``, ``"skip"`` or ``"return"`` (see
-                :class:`PoolChain`); ``None`` (default) uses theirs.
-            retries: how many more times an item that failed in this stage
-                (exception, timeout or crashed worker) is tried before the
-                policy applies; ``0`` (default): none. A retried item goes
-                back to this stage's queue and may run more than once.
+            on_error: this stage's error policy (see :class:`PoolChain`).
+            retries: tries more for a failed item (see :class:`PoolChain`).
 
         Returns:
             This chain, for chaining calls.
