@@ -6,7 +6,10 @@ returns the value it accepted (narrowed for type checkers) or raises
 :class:`~ori.errors.OriValidationError` / :class:`~ori.errors.OriNoInteractiveProcessPools`
 with a message that names the argument, the rule and the fix.
 
-These helpers are public so that code built on Ori can reuse them, but they are
+This module is public and stable: its names, signatures and the wording of
+its messages follow ori-errors' semantic versioning (a change that breaks them
+is a new major version), because every other Ori package depends on it with a
+lower bound only, and code built on Ori may reuse it too. The checks are
 deliberately small: a type or value check each, nothing more.
 """
 
