@@ -285,6 +285,13 @@ class _Worker:
 
 
 class _Lane:
+    """One lane of a process stage: a thread that drives the worker of its slot.
+
+    The slot (its place in the status array and the warm pools) outlives the
+    workers it drives: a worker that dies or is killed is replaced in the
+    same slot.
+    """
+
     __slots__ = ("busy", "crashes", "fast", "slot", "solo", "thread", "worker")
 
     def __init__(self, slot: int) -> None:

@@ -80,6 +80,13 @@ class ThreadSpec(StageSpec):
 
 
 class _Lane:
+    """One lane of a thread stage: its thread and the call it is making.
+
+    ``current`` is the token of the running call (when the stage has a
+    timeout); ``claimed`` the token the consumer's watchdog took over because
+    it ran late, after which the lane throws that call's result away.
+    """
+
     __slots__ = ("claimed", "current", "lock", "thread")
 
     def __init__(self) -> None:
