@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import poolchain_stage_workers as sw
+import poolchain_workers as sw
 import poolchain_workers as workers
 import pytest
 from poolchain_children import ready_child

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import poolchain_stage_workers as sw
+import poolchain_workers as sw
 import poolchain_workers as workers
 import pytest
 from poolchain_children import ready_child
@@ -237,7 +237,7 @@ CHILD = textwrap.dedent(
     """
     import itertools, sys, threading, time
     sys.path.insert(0, {tests!r})
-    import poolchain_stage_workers as sw
+    import poolchain_workers as sw
     from distributed import Client, LocalCluster
     from ori.poolchain import PoolChain
 
@@ -312,7 +312,7 @@ def test_dask_stage_error_policy_and_retries(client: Any, tmp_path: Path) -> Non
     assert isinstance(failure.exception, ValueError)
     skipping = PoolChain(on_error="skip").add_dask(workers.fail_on_three, client=client)
     assert skipping.execute_eager(range(6)) == [0, 1, 2, 4, 5]
-    import poolchain_policy_workers as pw
+    import poolchain_workers as pw
 
     retried = PoolChain().add_dask(pw.flaky, client=client, chunksize=1, retries=1)
     items = [(str(tmp_path), x) for x in range(4)]

@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import poolchain_stage_workers as sw
+import poolchain_workers as sw
 import poolchain_workers as workers
 import pytest
 

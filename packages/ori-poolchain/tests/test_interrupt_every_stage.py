@@ -16,7 +16,7 @@ import textwrap
 import threading
 from pathlib import Path
 
-import poolchain_stage_workers as sw
+import poolchain_workers as sw
 import poolchain_workers as w
 import pytest
 from poolchain_children import ready_child
@@ -36,7 +36,7 @@ STAGES = {
 CHILD = """
 import concurrent.futures, itertools, multiprocessing, sys, threading
 sys.path.insert(0, {tests!r})
-import poolchain_stage_workers as sw
+import poolchain_workers as sw
 import poolchain_workers as w
 from ori.poolchain import PoolChain
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 
-import poolchain_start_workers as starts
+import poolchain_workers as starts
 import pytest
 
 from ori.poolchain import Failure, PoolChain

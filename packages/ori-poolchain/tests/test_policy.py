@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import poolchain_policy_workers as pw
+import poolchain_workers as pw
 import poolchain_workers as workers
 import pytest
 

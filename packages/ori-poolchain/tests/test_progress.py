@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import poolchain_stats_workers as workers
+import poolchain_workers as workers
 import pytest
 
 from ori.errors import OriValidationError

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-import poolchain_stats_workers as workers
+import poolchain_workers as workers
 import pytest
 
 from ori.errors import OriTimeoutError, OriWorkerCrashedError

@@ -9,7 +9,7 @@ import signal
 import threading
 import time
 
-import poolchain_setup_workers as sw
+import poolchain_workers as sw
 import pytest
 
 from ori.errors import OriInvalidStateError
@@ -103,7 +103,7 @@ def test_broken_off_run_leaves_no_stale_reply_for_the_next_one() -> None:
 
 
 def test_failed_run_followed_by_a_normal_one() -> None:
-    chain = PoolChain().add_processpool(sw.fail_on_three, max_workers=2, start_method=METHOD)
+    chain = PoolChain().add_processpool(sw.double_unless_three, max_workers=2, start_method=METHOD)
     with chain:
         with pytest.raises(ValueError, match="three"):
             chain.execute_eager(range(200))

@@ -6,7 +6,7 @@ import multiprocessing
 import os
 import time
 
-import poolchain_start_workers as starts
+import poolchain_workers as starts
 import pytest
 
 from ori.errors import OriTimeoutError

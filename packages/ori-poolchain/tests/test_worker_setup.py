@@ -6,7 +6,7 @@ import concurrent.futures
 import multiprocessing
 import sys
 
-import poolchain_setup_workers as sw
+import poolchain_workers as sw
 import pytest
 from poolchain_children import python_c
 

@@ -20,8 +20,9 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-import poolchain_start_workers as starts
+import poolchain_hang_workers as hang
 import poolchain_workers as pw
+import poolchain_workers as starts
 import pytest
 from poolchain_children import TESTS_DIR, python_c
 
@@ -177,14 +178,14 @@ def test_workers_that_never_get_ready_are_killed_and_end_the_run(
 ) -> None:
     monkeypatch.setattr(_process_stage, "READY_DEADLINE_SECONDS", 1.0)
     chain = PoolChain(on_error="skip").add_processpool(
-        starts.identity, max_workers=2, start_method=method
+        hang.identity, max_workers=2, start_method=method
     )
-    starts.HANG_FLAG.touch()
+    hang.HANG_FLAG.touch()
     try:
         with pytest.raises(OriWorkerStartError) as info:
             chain.execute_eager(range(10))
     finally:
-        starts.HANG_FLAG.unlink()
+        hang.HANG_FLAG.unlink()
     message = str(info.value)
     assert "did not report ready within 1 s and was killed" in message
     assert f"{_process_stage.MAX_START_FAILURES} times in a row" in message
