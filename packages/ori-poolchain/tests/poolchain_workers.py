@@ -415,3 +415,25 @@ def double_unless_three(x: int) -> int:
     if x == 3:
         raise ValueError("three")
     return 2 * x
+
+
+async def async_flaky(item: tuple[str, int]) -> int:
+    """Async :func:`flaky`: fails the first time it sees each item."""
+    folder, x = item
+    marker = Path(folder) / f"seen-{x}"
+    if not marker.exists():
+        marker.touch()
+        raise ConnectionError(f"transient failure for {x}")
+    await asyncio.sleep(0)
+    return x
+
+
+async def async_sleepy_identity(x: int) -> int:
+    """Async :func:`sleepy_identity`."""
+    await asyncio.sleep(0.01)
+    return x
+
+
+async def async_square(x: int) -> int:
+    await asyncio.sleep(0)
+    return x * x
