@@ -5,6 +5,7 @@ descendant process (including zombies) that was not there before it started:
 Ori promises that nothing outlives its owner, and this is how we hold it to that.
 Long-lived helpers that multiprocessing itself keeps for the whole session (the
 resource tracker, the forkserver) are not counted, but their children are.
+On free-threaded CPython the run also fails if the GIL is on when it ends.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+import sysconfig
 import threading
 import time
 from collections.abc import Iterator
@@ -122,3 +124,21 @@ def no_leaks() -> Iterator[None]:
         lines = [f"thread {t.name!r} (daemon={t.daemon})" for t in threads]
         lines += [f"process {_describe_pid(p)}" for p in sorted(pids)]
         pytest.fail("test left these behind:\n  " + "\n  ".join(lines), pytrace=False)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """On free-threaded CPython, fail the run if anything turned the GIL back on.
+
+    Importing an extension module that does not declare itself free-threading safe
+    re-enables the GIL for the whole process with a RuntimeWarning. Inside a test
+    that warning is an error; an import outside any test (a plugin, a conftest, a
+    session fixture's teardown) would otherwise go unnoticed.
+    """
+    if sysconfig.get_config_var("Py_GIL_DISABLED") and sys._is_gil_enabled():
+        print(
+            "\nERROR: the GIL is on at the end of the run on free-threaded CPython: an extension"
+            " module without free-threading support was imported (see its RuntimeWarning"
+            " above) or PYTHON_GIL=1 / -X gil=1 is set.",
+            file=sys.stderr,
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

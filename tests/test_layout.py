@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import importlib
 import re
 import sys
@@ -114,6 +115,21 @@ def test_ci_runs_the_readme_test_command() -> None:
     command = "python -m pip install -q -U tox && python -m tox"
     assert f"```bash\n{command}\n```" in readme
     assert command in (ROOT / ".ci" / "run").read_text()
+
+
+def test_ci_runs_the_suite_on_free_threaded_python() -> None:
+    # .ci/run builds (or reuses) python3.13t before the README's test command and
+    # hands its path to tox, where py313t is part of the default envlist; a
+    # missing interpreter fails CI instead of being skipped.
+    ci = (ROOT / ".ci" / "run").read_text()
+    build = ci.find("ORI_PYTHON313T=$(../shared/tools/build-free-threaded-python.sh)")
+    assert 0 <= build < ci.find("python -m pip install -q -U tox && python -m tox")
+    assert "export ORI_PYTHON313T" in ci
+    assert "export TOX_SKIP_MISSING_INTERPRETERS=false" in ci
+    tox = configparser.ConfigParser(interpolation=None)
+    tox.read(ROOT / "tox.ini")
+    assert "py313t" in [env.strip() for env in tox["tox"]["envlist"].split(",")]
+    assert "{env:ORI_PYTHON313T:" in tox["testenv:py313t"]["base_python"]
 
 
 def test_readme_quick_start_has_exactly_two_commands() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.parser
 import importlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -121,6 +122,10 @@ def test_wheel_version_is_the_module_version(dist_dir: Path, package_dir: Path) 
     assert built == module.__version__
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec("twine") is None,
+    reason="twine does not install on free-threaded 3.13 (cffi); every other tox env runs this",
+)
 def test_package_index_accepts_every_distribution(dist_dir: Path) -> None:
     # What an upload would check: metadata fields and that each README renders.
     files = sorted(str(f) for f in dist_dir.iterdir())

@@ -128,9 +128,13 @@ def test_any_iterable_is_accepted() -> None:
 def test_custom_executor_class_runs_through_submit() -> None:
     class CountingExecutor(concurrent.futures.ThreadPoolExecutor):
         submitted = 0
+        # The stage's lanes submit from several threads at once: without the lock,
+        # two `+= 1` can interleave and lose a count (it happens without the GIL).
+        count_lock = threading.Lock()
 
         def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
-            CountingExecutor.submitted += 1
+            with CountingExecutor.count_lock:
+                CountingExecutor.submitted += 1
             return super().submit(fn, *args, **kwargs)
 
     chain = PoolChain().add(workers.double, executor_class=CountingExecutor, max_workers=3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import copyreg
 import gc
 import importlib
@@ -56,8 +57,8 @@ def client(distributed: Any) -> Iterator[Any]:
 
     It is created before the first test's leak snapshot (module fixtures come
     first) and closed after the last one. The warm-up makes dask start the
-    helper threads it keeps for the life of the process (offload, callback
-    threads) here, so that no test is blamed for them.
+    helper threads it would keep for the life of the process (offload, callback
+    threads) here, so that no test is blamed for them; the teardown stops them.
     """
     cluster = distributed.LocalCluster(
         n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
@@ -75,6 +76,26 @@ def client(distributed: Any) -> Iterator[Any]:
     finally:
         client.close()
         cluster.close()
+        stop_dask_helper_threads(distributed)
+
+
+def stop_dask_helper_threads(distributed: Any) -> None:
+    """Stop the two threads dask keeps for the life of the process.
+
+    Left running, they make every later test in the session start its fork
+    workers from a multi-threaded process: the fork-after-threads hazard Ori
+    avoids, and a DeprecationWarning on 3.12+ that would be blamed on Ori.
+    Fresh executors take their place; they start a thread only when used.
+    """
+    distributed.utils._offload_executor.shutdown(wait=True)
+    distributed.utils._offload_executor = concurrent.futures.ThreadPoolExecutor(
+        1, thread_name_prefix="Dask-Offload"
+    )
+    if distributed.Future._cb_executor is not None:
+        distributed.Future._cb_executor.shutdown(wait=True)
+        distributed.Future._cb_executor = None
+    left = [t.name for t in threading.enumerate() if t.name.startswith("Dask-")]
+    assert not left, f"dask threads outlived the cluster: {left}"
 
 
 def cluster_tasks(client: Any) -> int:
