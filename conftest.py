@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import sys
 import sysconfig
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -113,12 +115,38 @@ def leftovers(
         time.sleep(0.05)
 
 
+# Python 3.12+ warns when it forks a process that runs threads. Turning that
+# warning into an error (the suite's "error" filter) makes CPython drop it inside
+# os.fork() silently, so it is recorded instead and fails the test that caused it
+# (in the no_leaks fixture). A test that forks beside threads on purpose ignores
+# it with @pytest.mark.filterwarnings("ignore:" + FORK_WARNING + ":DeprecationWarning").
+FORK_WARNING = r"This process \(pid=\d+\) is multi-threaded, use of fork\(\)"
+_fork_warnings: dict[str, list[str]] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("filterwarnings", f"always:{FORK_WARNING}:DeprecationWarning")
+
+
+def pytest_warning_recorded(
+    warning_message: warnings.WarningMessage, when: str, nodeid: str, location: object
+) -> None:
+    if re.match(FORK_WARNING, str(warning_message.message)):
+        _fork_warnings.setdefault(nodeid, []).append(f"{when}: {warning_message.message}")
+
+
 @pytest.fixture(autouse=True)
-def no_leaks() -> Iterator[None]:
-    """Fail the test if it leaves threads or descendant processes behind."""
+def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail the test if it leaves threads or descendant processes behind.
+
+    Also if it made Python warn that a process running threads was forked.
+    """
     threads_before = set(threading.enumerate())
     pids_before = descendant_pids()
     yield
+    forks = _fork_warnings.pop(request.node.nodeid, [])
+    if forks:
+        pytest.fail("forked beside running threads:\n  " + "\n  ".join(forks), pytrace=False)
     threads, pids = leftovers(threads_before, pids_before, LEAK_GRACE_SECONDS)
     if threads or pids:
         lines = [f"thread {t.name!r} (daemon={t.daemon})" for t in threads]

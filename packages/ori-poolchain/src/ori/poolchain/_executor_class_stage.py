@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import multiprocessing
 import threading
 import time
 from collections.abc import Callable
@@ -93,13 +94,30 @@ class ExecutorClassStage(StageRuntime):
     def lane_count(self) -> int:
         return len(self._threads)
 
+    def _create_executor(self) -> concurrent.futures.Executor:
+        """An executor of the stage's class, with its max_workers if the stage has one.
+
+        A process pool starts its workers when the lanes first submit, beside
+        the run's threads: where its default start method would fork them, it
+        gets the forkserver instead (if its class takes ``mp_context``).
+        """
+        cls: Callable[..., concurrent.futures.Executor] = self.spec.executor_class
+        kwargs: dict[str, Any] = {}
+        if self.spec.max_workers is not None:
+            kwargs["max_workers"] = self.spec.max_workers
+        is_pool = issubclass(self.spec.executor_class, concurrent.futures.ProcessPoolExecutor)
+        if is_pool and _fork_is_default():
+            try:
+                return cls(mp_context=multiprocessing.get_context("forkserver"), **kwargs)
+            except TypeError:  # a subclass whose __init__ has no mp_context
+                pass
+        return cls(**kwargs)
+
     def start_threads(self) -> None:
+        self._executor = self._create_executor()
         if self.spec.max_workers is None:
-            self._executor = self.spec.executor_class()
             self.workers = executor_max_workers(self._executor) or self.workers
             self.meter.workers = self.workers
-        else:
-            self._executor = self.spec.executor_class(max_workers=self.spec.max_workers)  # type: ignore[call-arg]
         for number in range(self.workers):
             thread = threading.Thread(
                 target=self._lane_main,
@@ -203,3 +221,9 @@ class ExecutorClassStage(StageRuntime):
 
 _FAILED = object()
 _STOPPED = object()
+
+
+def _fork_is_default() -> bool:
+    methods = multiprocessing.get_all_start_methods()
+    default = multiprocessing.get_start_method(allow_none=True) or methods[0]
+    return default == "fork" and "forkserver" in methods
