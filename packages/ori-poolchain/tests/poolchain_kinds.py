@@ -74,17 +74,25 @@ def check_error_keeps_its_type_and_names_the_item(kind: Kind, backend: Any = Non
 
 
 def check_policies(kind: Kind, backend: Any = None) -> None:
+    import pytest
+
     from ori.poolchain import Failure
 
     chain = kind.stage(PoolChain(), "fail_on_threes", backend)
-    returned = chain.execute_eager(range(12), on_error="return")
-    for x, result in enumerate(returned):
-        if x % 3 == 0:
-            assert isinstance(result, Failure)
-            assert (result.index, result.item) == (x, x)
-            assert isinstance(result.exception, ValueError)
-        else:
-            assert result == x
+    for returned in (
+        chain.execute_eager(range(12), on_error="return"),
+        chain.execute_eager_single_threaded(range(12), on_error="return"),
+    ):
+        assert len(returned) == 12
+        for x, result in enumerate(returned):
+            if x % 3 == 0:
+                assert isinstance(result, Failure)
+                assert (result.index, result.item) == (x, x)
+                assert isinstance(result.exception, ValueError)
+            else:
+                assert result == x
+    with pytest.raises(ValueError, match="multiple of three: 0"):
+        chain.execute_eager(range(12))
     assert chain.execute_eager(range(12), on_error="skip") == [x for x in range(12) if x % 3]
     stats = chain.stats
     assert stats is not None

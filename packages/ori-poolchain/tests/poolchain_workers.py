@@ -437,3 +437,9 @@ async def async_sleepy_identity(x: int) -> int:
 async def async_square(x: int) -> int:
     await asyncio.sleep(0)
     return x * x
+
+
+async def async_sleep_for(seconds: float) -> float:
+    """Async :func:`sleep_for`."""
+    await asyncio.sleep(seconds)
+    return seconds

@@ -339,3 +339,17 @@ def test_dask_stage_error_policy_and_retries(client: Any, tmp_path: Path) -> Non
     items = [(str(tmp_path), x) for x in range(4)]
     assert retried.execute_eager(items) == [0, 1, 2, 3]
     assert len(list(tmp_path.iterdir())) == 4  # every item failed once
+
+
+# -- what every stage kind must do (poolchain_kinds), on the cluster ------------------
+
+
+def test_every_kind_checks_hold_for_dask(client: Any, tmp_path: Path) -> None:
+    import poolchain_kinds as kinds
+
+    kinds.check_error_keeps_its_type_and_names_the_item(kinds.DASK, client)
+    kinds.check_policies(kinds.DASK, client)
+    kinds.check_retries(kinds.DASK, str(tmp_path), client)
+    kinds.check_timeout_reports_the_item(kinds.DASK, client)
+    kinds.check_break_closes_the_run(kinds.DASK, client)
+    kinds.check_stats_count_every_item(kinds.DASK, client)

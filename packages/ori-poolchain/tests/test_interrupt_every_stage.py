@@ -15,40 +15,28 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
+from typing import Any
 
-import poolchain_workers as sw
 import poolchain_workers as w
 import pytest
 from poolchain_children import ready_child
+from poolchain_kinds import Kind
 
 from ori.poolchain import PoolChain
 
 TESTS_DIR = Path(__file__).resolve().parent
 
-STAGES = {
-    "thread": "chain.add_threadpool(w.sleepy_identity, max_workers=2)",
-    "process": "chain.add_processpool(w.sleepy_identity, max_workers=2)",
-    "asyncio": "chain.add_asyncpool(sw.async_sleepy, max_concurrency=4)",
-    "executor_class": "chain.add(w.sleepy_identity, executor_class=MyPool, max_workers=2)",
-    "executor": "chain.add(w.sleepy_identity, executor=own)",
-}
-
 CHILD = """
 import concurrent.futures, itertools, multiprocessing, sys, threading
 sys.path.insert(0, {tests!r})
-import poolchain_workers as sw
-import poolchain_workers as w
+from poolchain_kinds import KINDS
 from ori.poolchain import PoolChain
-
-
-class MyPool(concurrent.futures.ThreadPoolExecutor):
-    pass
 
 
 if __name__ == "__main__":
     own = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="users-own")
-    chain = PoolChain()
-    {stage}
+    kind = {{k.name: k for k in KINDS}}[{kind!r}]
+    chain = kind.stage(PoolChain(), "sleepy_identity", own)
     try:
         for count, value in enumerate(chain.execute_lazy(itertools.count())):
             if count == 5:
@@ -62,10 +50,9 @@ if __name__ == "__main__":
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-@pytest.mark.parametrize("kind", sorted(STAGES))
-def test_ctrl_c_leaves_nothing_behind(kind: str, tmp_path: Path) -> None:
+def test_ctrl_c_leaves_nothing_behind(stage_kind: Kind, tmp_path: Path) -> None:
     script = tmp_path / "child.py"
-    script.write_text(textwrap.dedent(CHILD).format(tests=str(TESTS_DIR), stage=STAGES[kind]))
+    script.write_text(textwrap.dedent(CHILD).format(tests=str(TESTS_DIR), kind=stage_kind.name))
     with ready_child(script) as child:
         child.send_signal(signal.SIGINT)
         out, err = child.communicate(timeout=60)
@@ -73,17 +60,9 @@ def test_ctrl_c_leaves_nothing_behind(kind: str, tmp_path: Path) -> None:
     assert out.strip() == "INTERRUPTED [] []", out + err
 
 
-@pytest.mark.parametrize("kind", sorted(STAGES))
-def test_break_leaves_nothing_behind(kind: str) -> None:
-    import concurrent.futures
-
-    class MyPool(concurrent.futures.ThreadPoolExecutor):
-        pass
-
-    own = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="users-own")
+def test_break_leaves_nothing_behind(stage_kind: Kind, stage_backend: Any) -> None:
     before = set(threading.enumerate())
-    chain = PoolChain()
-    eval(STAGES[kind], {"chain": chain, "w": w, "sw": sw, "MyPool": MyPool, "own": own})
+    chain = stage_kind.stage(PoolChain(), "sleepy_identity", stage_backend)
     seen = []
     run = chain.execute_lazy(itertools.count())
     for value in run:
@@ -92,9 +71,9 @@ def test_break_leaves_nothing_behind(kind: str) -> None:
             break
     run.close()
     assert seen == [0, 1, 2, 3, 4]
-    own.shutdown()
-    sw.wait_for_no_run_threads()
-    assert [t for t in threading.enumerate() if t not in before and t.is_alive()] == []
+    w.wait_for_no_run_threads()
+    left = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    assert [t for t in left if not t.name.startswith("users-own")] == []
 
 
 def test_interrupt_in_the_loop_body_closes_the_run_while_the_caller_holds_the_traceback() -> None:

@@ -176,29 +176,6 @@ def _expected_return(results: list[Any]) -> None:
             assert result == x
 
 
-STAGES = {
-    "thread": lambda c: c.add_threadpool(pw.fail_on_threes, max_workers=2),
-    "process": lambda c: c.add_processpool(pw.fail_on_threes, max_workers=2),
-    "executor": lambda c: c.add(
-        pw.fail_on_threes, executor_class=concurrent.futures.ThreadPoolExecutor, max_workers=2
-    ),
-    "async": lambda c: c.add_asyncpool(pw.async_fail_on_threes, max_concurrency=4),
-}
-
-
-@pytest.mark.parametrize("kind", sorted(STAGES))
-def test_return_and_skip_with_every_stage_kind(kind: str) -> None:
-    chain = STAGES[kind](PoolChain())
-    _expected_return(chain.execute_eager(range(12), on_error="return"))
-    _expected_return(chain.execute_eager_single_threaded(range(12), on_error="return"))
-    skipped = [x for x in range(12) if x % 3]
-    assert chain.execute_eager(range(12), on_error="skip") == skipped
-    assert accounted(chain.stats, 12).items_skipped == 4
-    assert chain.execute_eager_single_threaded(range(12), on_error="skip") == skipped
-    with pytest.raises(ValueError, match="multiple of three: 0"):
-        chain.execute_eager(range(12))
-
-
 def test_user_owned_executor_stage_policy() -> None:
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         chain = PoolChain().add(pw.fail_on_threes, executor=pool, on_error="return")
