@@ -18,6 +18,7 @@ from ori.errors import (
 def test_all_matches_public_names() -> None:
     public = {n for n in dir(ori.errors) if not n.startswith("_")} - {
         "annotations",
+        "remote",
         "validation",
     }
     assert set(ori.errors.__all__) == public
