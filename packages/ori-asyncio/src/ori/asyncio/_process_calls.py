@@ -51,7 +51,7 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.reduction import ForkingPickler
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from ori.errors import OriWorkerCrashedError
+from ori.errors import OriInvalidStateError, OriWorkerCrashedError
 from ori.errors.remote import (
     add_note,
     attach_remote_traceback,
@@ -170,20 +170,28 @@ class Returned(NamedTuple):
 
 
 class Raised(NamedTuple):
-    """The call raised *exception* (made portable); *traceback_text* is the worker's traceback."""
+    """The call raised *exception*, made portable.
+
+    *traceback_text* is the worker's traceback, or ``None`` when *exception*
+    is a stand-in for one that could not be pickled, which carries the
+    traceback in its note already.
+    """
 
     exception: BaseException
-    traceback_text: str
+    traceback_text: str | None
 
     def settle(self, future: concurrent.futures.Future[Any]) -> None:
-        future.set_exception(attach_remote_traceback(self.exception, self.traceback_text))
+        if self.traceback_text is not None:
+            attach_remote_traceback(self.exception, self.traceback_text)
+        future.set_exception(self.exception)
 
 
 def _raised(exc: BaseException, note: str | None = None) -> bytes:
     if note is not None:
         add_note(exc, note)
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return dumps(Raised(portable_exception(exc), text))
+    portable = portable_exception(exc, traceback_text=text)
+    return dumps(Raised(portable, text if portable is exc else None))
 
 
 def run_call(payload: bytes) -> bytes:
@@ -350,7 +358,9 @@ class _Pool:
         # processes in the private _processes dict; without it the exit code
         # is reported as unknown.
         processes = list((getattr(self.executor, "_processes", None) or {}).values())
-        ready = multiprocessing.connection.wait([p.sentinel for p in processes], timeout=0)
+        # The executor may notice the death (its result pipe closing) a moment
+        # before the dead worker's sentinel reads as ready: allow that moment.
+        ready = multiprocessing.connection.wait([p.sentinel for p in processes], timeout=1.0)
         dead = [p for p in processes if p.sentinel in ready]
         for process in dead:
             process.join(1.0)  # reaps it, so that exitcode is known
@@ -372,6 +382,27 @@ class _Pool:
     def shutdown(self, wait: bool, cancel_futures: bool) -> None:
         self.executor.shutdown(wait=wait, cancel_futures=cancel_futures)
         self.started.close()
+
+
+def _refuse_while_bootstrapping(function: str) -> None:
+    """Fail at once, and clearly, in a worker that is still importing the main module.
+
+    A ``spawn`` or ``forkserver`` worker runs the main module again before it
+    does anything else; a script that starts process work at import time (no
+    ``if __name__ == "__main__":`` guard) reaches this point inside that
+    import. multiprocessing would refuse to start the pool's workers a moment
+    later, after the pool's queues and locks exist (the dying worker then
+    leaks their semaphores); refusing before anything exists prints the fix
+    on the worker's stderr instead. ``_inheriting`` is the private flag
+    multiprocessing's own check reads.
+    """
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        main = getattr(sys.modules.get("__main__"), "__file__", None) or "the main module"
+        raise OriInvalidStateError(
+            f"{function} was called while this worker process was starting up and "
+            f"importing {main} again, which means that file starts process work when "
+            'imported; put that code under \'if __name__ == "__main__":\''
+        )
 
 
 class ProcessCaller:
@@ -409,6 +440,7 @@ class ProcessCaller:
     def _current(self) -> tuple[_Pool, FunctionReference]:
         with self._lock:
             if self._pool is None:
+                _refuse_while_bootstrapping(self._label)
                 context = self._mp_context or multiprocessing.get_context()
                 self._pool = _Pool(self._executor_class, self._executor_kwargs, context)
                 self._reference = function_reference(

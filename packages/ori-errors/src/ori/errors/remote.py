@@ -26,6 +26,7 @@ from __future__ import annotations
 import pickle
 import signal
 import sys
+import traceback
 from multiprocessing.reduction import ForkingPickler
 from typing import TypeVar
 
@@ -136,15 +137,15 @@ def portable_exception(exc: BaseException, *, traceback_text: str | None = None)
     ``Exception`` (or ``BaseException`` for exceptions outside the
     ``Exception`` family) always can. Its message is the original's qualified
     class name and message (``"myapp.errors.QuotaError: over quota"``); a note
-    says why it was replaced and, if *traceback_text* is given, holds the
-    worker's traceback. The original's own notes are kept. On Python 3.10,
-    whose interpreter prints no notes, the notes are part of the message.
+    says why it was replaced and holds the worker's traceback, which the
+    stand-in would otherwise lose. The original's own notes are kept. On
+    Python 3.10, whose interpreter prints no notes, the notes are part of the
+    message.
 
     Args:
         exc: the exception a worker caught.
-        traceback_text: the worker's formatted traceback of *exc*, to carry in
-            the stand-in's note; leave it out when the traceback travels
-            separately (as a :class:`~ori.errors.RemoteTraceback`).
+        traceback_text: the worker's formatted traceback of *exc*; by default
+            it is formatted from ``exc.__traceback__``.
 
     Returns:
         *exc* unchanged, or a stand-in that pickles. Never raises.
@@ -152,6 +153,8 @@ def portable_exception(exc: BaseException, *, traceback_text: str | None = None)
     problem = _round_trip_problem(exc)
     if problem is None:
         return exc
+    if traceback_text is None and exc.__traceback__ is not None:
+        traceback_text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     original = _qualified_name(type(exc))
     message = f"{original}: {_message_of(exc)}"
     old_notes = [note for note in getattr(exc, "__notes__", None) or () if isinstance(note, str)]
