@@ -42,7 +42,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
-from ori.errors import OriError
+from ori.errors.remote import portable_exception
 
 from ._errors import format_exception_text
 
@@ -242,11 +242,6 @@ def _picklable(reply: Reply) -> Reply:
 
 
 def _portable_exception(exc: BaseException) -> BaseException:
-    try:
-        pickle.loads(dumps(exc))
-    except Exception as problem:
-        return OriError(
-            f"{type(exc).__module__}.{type(exc).__qualname__}: {exc} "
-            f"(the exception could not be sent from the worker process: {problem})"
-        )
-    return exc
+    # An exception that does not survive pickling becomes the nearest class of
+    # its MRO that does, carrying the original class name, message and traceback.
+    return portable_exception(exc)
