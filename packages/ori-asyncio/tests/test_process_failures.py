@@ -136,5 +136,5 @@ def test_unguarded_main_script_says_to_add_the_guard(
     assert last.startswith("ori.errors.OriWorkerCrashedError: "), done.stderr
     assert "died while starting up" in last
     assert f"start method {method!r}" in last
-    assert "if __name__ == \"__main__\":" in last
+    assert 'if __name__ == "__main__":' in last
     assert "item" not in last

@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import concurrency_workers as workers
@@ -165,7 +164,7 @@ def test_cancelling_a_waiting_call(context: multiprocessing.context.BaseContext)
         waiting = [wrapper(i, 0.0) for i in range(2, 8)]
         cancelled = [f for f in waiting if f.cancel()]
         assert cancelled, "with one busy worker some calls are still waiting"
-        done, not_done = concurrent.futures.wait([running, *waiting], timeout=60)
+        _done, not_done = concurrent.futures.wait([running, *waiting], timeout=60)
         assert not not_done
         assert running.result() == 1
         for future in cancelled:
@@ -251,9 +250,10 @@ def test_unguarded_main_script_says_to_add_the_guard(
     assert "died while starting up" in last
     assert "before it ran any call" in last
     assert f"start method {method!r}" in last
-    assert "if __name__ == \"__main__\":" in last
+    assert 'if __name__ == "__main__":' in last
     assert str(tmp_path / "job.py") in last
-    assert "item" not in last and "argument" not in last
+    assert "item" not in last
+    assert "argument" not in last
 
 
 WORKER_IMPORT_FAILS = """

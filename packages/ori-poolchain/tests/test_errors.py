@@ -13,7 +13,7 @@ from pathlib import Path
 import poolchain_workers as workers
 import pytest
 
-from ori.errors import OriError, OriTimeoutError, OriWorkerCrashedError, RemoteTraceback
+from ori.errors import OriTimeoutError, OriWorkerCrashedError, RemoteTraceback
 from ori.poolchain import PoolChain
 
 # Tests in which a worker is killed and replaced while the run's threads are up
@@ -124,7 +124,7 @@ def test_unpicklable_exception_arrives_as_its_nearest_rebuildable_class(method: 
     chain = PoolChain().add_processpool(
         workers.raise_unpicklable_exception, max_workers=1, start_method=method
     )
-    with pytest.raises(Exception) as caught:  # noqa: PT011 - the class itself is the point
+    with pytest.raises(Exception) as caught:  # the class itself is checked below
         chain.execute_eager([4])
     exc = caught.value
     assert type(exc) is Exception  # NeedsTwoArgs(Exception): its nearest class that pickles
@@ -141,7 +141,7 @@ def test_unpicklable_value_error_still_meets_except_value_error(method: str) -> 
     chain = PoolChain().add_processpool(
         workers.raise_two_arg_value_error, max_workers=1, start_method=method
     )
-    with pytest.raises(ValueError, match="poolchain_workers.TwoArgValueError: quota/3"):
+    with pytest.raises(ValueError, match=r"poolchain_workers\.TwoArgValueError: quota/3"):
         chain.execute_eager([3])
 
 

@@ -401,7 +401,7 @@ def _refuse_while_bootstrapping(function: str) -> None:
         raise OriInvalidStateError(
             f"{function} was called while this worker process was starting up and "
             f"importing {main} again, which means that file starts process work when "
-            'imported; put that code under \'if __name__ == "__main__":\''
+            "imported; put that code under 'if __name__ == \"__main__\":'"
         )
 
 
