@@ -37,7 +37,7 @@ import concurrent.futures
 import contextlib
 import os
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -169,7 +169,7 @@ async def _gather(awaitables: Sequence[Awaitable[Any]]) -> list[Any]:
     return await asyncio.gather(*awaitables, return_exceptions=True)
 
 
-async def _an_async_generator() -> AsyncIterator[None]:
+async def _an_async_generator() -> AsyncGenerator[None, None]:
     yield
 
 
