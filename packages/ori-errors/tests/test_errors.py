@@ -12,6 +12,7 @@ from ori.errors import (
     OriTimeoutError,
     OriValidationError,
     OriWorkerCrashedError,
+    RemoteTraceback,
 )
 
 
@@ -33,6 +34,7 @@ def test_all_matches_public_names() -> None:
         (OriInvalidStateError, (OriError, RuntimeError)),
         (OriTimeoutError, (OriError, TimeoutError)),
         (OriWorkerCrashedError, (OriError,)),
+        (RemoteTraceback, (OriError,)),
     ],
 )
 def test_hierarchy(cls: type[Exception], bases: tuple[type[Exception], ...]) -> None:
