@@ -10,11 +10,12 @@ resource tracker, the forkserver) are not counted, but their children are.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.context
 import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,21 @@ def no_leaks() -> Iterator[None]:
         lines = [f"thread {t.name!r} (daemon={t.daemon})" for t in threads]
         lines += [f"process {_describe_pid(p)}" for p in sorted(pids)]
         pytest.fail("test left these behind:\n  " + "\n  ".join(lines), pytrace=False)
+
+
+@pytest.fixture(params=multiprocessing.get_all_start_methods())
+def start_method_context(request: pytest.FixtureRequest) -> multiprocessing.context.BaseContext:
+    """A multiprocessing context, once per start method of this platform (fork, spawn, ...)."""
+    context: multiprocessing.context.BaseContext = multiprocessing.get_context(request.param)
+    return context
+
+
+def message_and_notes(exc: BaseException) -> str:
+    """What a reader of a printed exception sees of it: its message and its notes."""
+    return "\n".join([str(exc), *getattr(exc, "__notes__", [])])
+
+
+@pytest.fixture
+def text_of() -> Callable[[BaseException], str]:
+    """:func:`message_and_notes`, for tests (conftest modules cannot be imported)."""
+    return message_and_notes

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncio_workers as workers
@@ -24,32 +25,26 @@ TESTS_DIR = Path(__file__).resolve().parent
 REPEATS = 3  # a fault path that hangs one time in three shows up here
 
 
-@pytest.fixture(params=START_METHODS)
-def context(request: pytest.FixtureRequest) -> multiprocessing.context.BaseContext:
-    return multiprocessing.get_context(request.param)
-
-
-def _text(exc: BaseException) -> str:
-    return "\n".join([str(exc), *getattr(exc, "__notes__", [])])
-
-
 def test_exception_that_cannot_be_rebuilt_keeps_its_nearest_class(
-    context: multiprocessing.context.BaseContext,
+    start_method_context: multiprocessing.context.BaseContext,
+    text_of: Callable[[BaseException], str],
 ) -> None:
-    with asyncify_process(workers.raise_two_args, mp_context=context, max_workers=1) as call:
+    with asyncify_process(
+        workers.raise_two_args, mp_context=start_method_context, max_workers=1
+    ) as call:
         for _ in range(REPEATS):
             with pytest.raises(ValueError) as caught:
                 sync(call("over quota", 7))
             assert type(caught.value) is ValueError
             assert str(caught.value).startswith("asyncio_workers.TwoArgsError: over quota (code 7)")
-            assert "raise TwoArgsError(what, code)" in _text(caught.value)
-            assert "terminated abruptly" not in _text(caught.value)
+            assert "raise TwoArgsError(what, code)" in text_of(caught.value)
+            assert "terminated abruptly" not in text_of(caught.value)
 
 
 def test_worker_traceback_is_chained_as_a_remote_traceback(
-    context: multiprocessing.context.BaseContext,
+    start_method_context: multiprocessing.context.BaseContext,
 ) -> None:
-    with asyncify_process(workers.fail, mp_context=context, max_workers=1) as call:
+    with asyncify_process(workers.fail, mp_context=start_method_context, max_workers=1) as call:
         with pytest.raises(ValueError, match="from the worker") as caught:
             sync(call("from the worker"))
     cause = caught.value.__cause__
@@ -58,9 +53,11 @@ def test_worker_traceback_is_chained_as_a_remote_traceback(
 
 
 def test_crash_names_the_function_and_the_next_call_works(
-    context: multiprocessing.context.BaseContext,
+    start_method_context: multiprocessing.context.BaseContext,
 ) -> None:
-    with asyncify_process(workers.exit_or_cube, mp_context=context, max_workers=1) as call:
+    with asyncify_process(
+        workers.exit_or_cube, mp_context=start_method_context, max_workers=1
+    ) as call:
         for _ in range(REPEATS):
             before = call.executor
             with pytest.raises(OriWorkerCrashedError) as caught:
@@ -71,11 +68,13 @@ def test_crash_names_the_function_and_the_next_call_works(
 
 
 def test_lambdas_go_by_value_with_cloudpickle(
-    context: multiprocessing.context.BaseContext,
+    start_method_context: multiprocessing.context.BaseContext,
 ) -> None:
     pytest.importorskip("cloudpickle", reason="needs the cloudpickle extra (requirements-dev)")
     offset = 100
-    with asyncify_process(lambda x: x + offset, mp_context=context, max_workers=1) as call:
+    with asyncify_process(
+        lambda x: x + offset, mp_context=start_method_context, max_workers=1
+    ) as call:
 
         async def main() -> list[int]:
             return list(await asyncio.gather(*(call(i) for i in range(3))))
@@ -96,9 +95,9 @@ def test_without_cloudpickle_lambdas_are_refused_naming_the_extra(
 
 
 def test_asyncify_with_a_process_pool_rebuilds_exceptions(
-    context: multiprocessing.context.BaseContext,
+    start_method_context: multiprocessing.context.BaseContext,
 ) -> None:
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=start_method_context) as pool:
         call = asyncify(workers.raise_two_args, executor=pool)
         with pytest.raises(ValueError, match="TwoArgsError: late"):
             sync(call("late", 1))

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import concurrency_workers as workers
@@ -23,20 +24,13 @@ TESTS_DIR = Path(__file__).resolve().parent
 REPEATS = 3  # a fault path that hangs one time in three shows up here
 
 
-@pytest.fixture(params=START_METHODS)
-def context(request: pytest.FixtureRequest) -> multiprocessing.context.BaseContext:
-    return multiprocessing.get_context(request.param)
-
-
-def _text(exc: BaseException) -> str:
-    """The message and the notes, which is what a reader of the traceback sees."""
-    return "\n".join([str(exc), *getattr(exc, "__notes__", [])])
-
-
 def test_exception_that_cannot_be_rebuilt_keeps_its_nearest_class(
-    context: multiprocessing.context.BaseContext,
+    start_method_context: multiprocessing.context.BaseContext,
+    text_of: Callable[[BaseException], str],
 ) -> None:
-    wrapper = run_in_background_process(workers.raise_two_args, mp_context=context, max_workers=1)
+    wrapper = run_in_background_process(
+        workers.raise_two_args, mp_context=start_method_context, max_workers=1
+    )
     try:
         pool = wrapper.executor
         for _ in range(REPEATS):
@@ -45,7 +39,7 @@ def test_exception_that_cannot_be_rebuilt_keeps_its_nearest_class(
             exc = caught.value
             assert type(exc) is ValueError  # the nearest class of TwoArgsError's MRO
             assert str(exc).startswith("concurrency_workers.TwoArgsError: over quota (code 7)")
-            text = _text(exc)
+            text = text_of(exc)
             assert "cannot be sent to another process" in text
             assert "raise TwoArgsError(what, code)" in text  # the worker's traceback
             assert "terminated abruptly" not in text
@@ -56,10 +50,11 @@ def test_exception_that_cannot_be_rebuilt_keeps_its_nearest_class(
 
 
 def test_exception_that_does_not_pickle_keeps_its_own_class(
-    context: multiprocessing.context.BaseContext,
+    start_method_context: multiprocessing.context.BaseContext,
+    text_of: Callable[[BaseException], str],
 ) -> None:
     wrapper = run_in_background_process(
-        workers.raise_holding_a_lock, mp_context=context, max_workers=1
+        workers.raise_holding_a_lock, mp_context=start_method_context, max_workers=1
     )
     try:
         with pytest.raises(KeyError) as caught:
@@ -68,16 +63,16 @@ def test_exception_that_does_not_pickle_keeps_its_own_class(
         # from a message, so the stand-in keeps the class.
         assert type(caught.value) is workers.LockedError
         assert caught.value.args[0].startswith("concurrency_workers.LockedError: 'user-42'")
-        assert "cannot pickle" in _text(caught.value)
+        assert "cannot pickle" in text_of(caught.value)
     finally:
         wrapper.shutdown()
 
 
 def test_worker_traceback_is_chained_as_a_remote_traceback(
-    context: multiprocessing.context.BaseContext,
+    start_method_context: multiprocessing.context.BaseContext,
 ) -> None:
     wrapper = run_in_background_process(
-        workers.fail_with_value_error, mp_context=context, max_workers=1
+        workers.fail_with_value_error, mp_context=start_method_context, max_workers=1
     )
     try:
         with pytest.raises(ValueError, match="from the worker") as caught:
@@ -91,25 +86,30 @@ def test_worker_traceback_is_chained_as_a_remote_traceback(
 
 
 def test_result_that_does_not_pickle_fails_that_call_only(
-    context: multiprocessing.context.BaseContext,
+    start_method_context: multiprocessing.context.BaseContext,
+    text_of: Callable[[BaseException], str],
 ) -> None:
-    wrapper = run_in_background_process(workers.return_a_lock, mp_context=context, max_workers=1)
+    wrapper = run_in_background_process(
+        workers.return_a_lock, mp_context=start_method_context, max_workers=1
+    )
     try:
         pool = wrapper.executor
         with pytest.raises(TypeError, match="lock") as caught:
             wrapper().result(timeout=60)
-        assert "returned a lock object, which cannot be pickled" in _text(caught.value)
+        assert "returned a lock object, which cannot be pickled" in text_of(caught.value)
         assert wrapper.executor is pool
     finally:
         wrapper.shutdown()
 
 
-def test_argument_that_does_not_pickle_is_refused_in_the_caller() -> None:
+def test_argument_that_does_not_pickle_is_refused_in_the_caller(
+    text_of: Callable[[BaseException], str],
+) -> None:
     wrapper = run_in_background_process(workers.square, max_workers=1)
     try:
         with pytest.raises(TypeError, match="lock") as caught:
             wrapper(workers.threading.Lock())  # type: ignore[arg-type]
-        assert "arguments of this call of square cannot be pickled" in _text(caught.value)
+        assert "arguments of this call of square cannot be pickled" in text_of(caught.value)
         assert wrapper(3).result(timeout=60) == 9
     finally:
         wrapper.shutdown()
@@ -124,12 +124,12 @@ def test_argument_that_does_not_pickle_is_refused_in_the_caller() -> None:
     ids=["os._exit", "SIGKILL"],
 )
 def test_crash_names_the_function_and_the_next_call_works(
-    context: multiprocessing.context.BaseContext,
+    start_method_context: multiprocessing.context.BaseContext,
     function: object,
     args: tuple[object, ...],
     how: str,
 ) -> None:
-    crasher = run_in_background_process(function, mp_context=context, max_workers=1)  # type: ignore[call-overload]
+    crasher = run_in_background_process(function, mp_context=start_method_context, max_workers=1)  # type: ignore[call-overload]
     try:
         for _ in range(REPEATS):
             before = crasher.executor
@@ -144,10 +144,12 @@ def test_crash_names_the_function_and_the_next_call_works(
 
 
 def test_the_same_wrapper_recovers_after_a_crash(
-    context: multiprocessing.context.BaseContext,
+    start_method_context: multiprocessing.context.BaseContext,
 ) -> None:
     # One wrapper whose function crashes only on some arguments: later calls work.
-    wrapper = run_in_background_process(workers.exit_or_square, mp_context=context, max_workers=2)
+    wrapper = run_in_background_process(
+        workers.exit_or_square, mp_context=start_method_context, max_workers=2
+    )
     try:
         for _ in range(REPEATS):
             with pytest.raises(OriWorkerCrashedError, match="exit_or_square"):
@@ -157,8 +159,12 @@ def test_the_same_wrapper_recovers_after_a_crash(
         wrapper.shutdown()
 
 
-def test_cancelling_a_waiting_call(context: multiprocessing.context.BaseContext) -> None:
-    wrapper = run_in_background_process(workers.sleep_then, mp_context=context, max_workers=1)
+def test_cancelling_a_waiting_call(
+    start_method_context: multiprocessing.context.BaseContext,
+) -> None:
+    wrapper = run_in_background_process(
+        workers.sleep_then, mp_context=start_method_context, max_workers=1
+    )
     try:
         running = wrapper(1, 0.5)
         waiting = [wrapper(i, 0.0) for i in range(2, 8)]
@@ -181,11 +187,15 @@ def _closure(offset: int) -> object:
 
 
 def test_lambdas_and_closures_go_by_value_with_cloudpickle(
-    context: multiprocessing.context.BaseContext,
+    start_method_context: multiprocessing.context.BaseContext,
 ) -> None:
     pytest.importorskip("cloudpickle", reason="needs the cloudpickle extra (requirements-dev)")
-    add_ten = run_in_background_process(_closure(10), mp_context=context, max_workers=1)  # type: ignore[call-overload]
-    double = run_in_background_process(lambda x: 2 * x, mp_context=context, max_workers=1)
+    add_ten = run_in_background_process(
+        _closure(10), mp_context=start_method_context, max_workers=1
+    )  # type: ignore[call-overload]
+    double = run_in_background_process(
+        lambda x: 2 * x, mp_context=start_method_context, max_workers=1
+    )
     try:
         assert [add_ten(i).result(timeout=60) for i in range(3)] == [10, 11, 12]
         assert double(21).result(timeout=60) == 42

@@ -26,7 +26,7 @@ from ori.errors.validation import check_positive_int, check_process_function, de
 
 from ._awaitables import check_blocking_function
 from ._limiter import ThreadLimiter, default_thread_limiter
-from ._process_calls import ByReference, call_in
+from ._process_calls import ByReference, Call, call_in
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -167,9 +167,8 @@ async def _call_in_process(
     if limiter is not None:
         await limiter.acquire()
     try:
-        future = call_in(
-            executor, ByReference(fn), getattr(fn, "__qualname__", repr(fn)), args, kwargs
-        )
+        label = getattr(fn, "__qualname__", None) or repr(fn)
+        future = call_in(executor, Call(ByReference(fn), label, args, kwargs))
     except BaseException:
         if limiter is not None:
             limiter.release()

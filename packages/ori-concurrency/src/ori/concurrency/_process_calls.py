@@ -220,48 +220,46 @@ def run_call(payload: bytes) -> bytes:
         )
 
 
-def submit_call(
-    executor: concurrent.futures.Executor,
-    reference: FunctionReference,
-    label: str,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> concurrent.futures.Future[bytes]:
-    """Pickle one call of the function *reference* names and submit it to *executor*.
+class Call(NamedTuple):
+    """One call to send: how the function travels, its name for messages, its arguments."""
 
-    The executor's Future gives the pickled outcome; :func:`settle` turns it
-    into the call's result. *label* names the function in error notes.
+    reference: FunctionReference
+    label: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+def submit_call(
+    executor: concurrent.futures.Executor, call: Call
+) -> concurrent.futures.Future[bytes]:
+    """Pickle *call* and submit it to *executor*; the Future gives the pickled outcome.
+
+    :func:`settle` turns that outcome into the call's result.
 
     Raises:
         TypeError, pickle.PicklingError, AttributeError: an argument cannot be
-            pickled; a note says so.
+            pickled; a note says so, naming the function.
         BrokenProcessPool, RuntimeError: whatever ``executor.submit`` raises.
     """
     try:
-        payload = dumps((reference, args, kwargs))
+        payload = dumps((call.reference, call.args, call.kwargs))
     except Exception as exc:
         add_note(
             exc,
-            f"{_PACKAGE}: the arguments of this call of {label} cannot be pickled, so "
-            "they cannot be sent to a worker process",
+            f"{_PACKAGE}: the arguments of this call of {call.label} cannot be pickled, "
+            "so they cannot be sent to a worker process",
         )
         raise
     return executor.submit(run_call, payload)
 
 
-def call_in(
-    executor: concurrent.futures.Executor,
-    reference: FunctionReference,
-    label: str,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> CallFuture[Any]:
-    """One call in an executor someone else owns: :func:`submit_call`, settled as it ends.
+def call_in(executor: concurrent.futures.Executor, call: Call) -> CallFuture[Any]:
+    """*call* in an executor someone else owns: :func:`submit_call`, settled as it ends.
 
     A broken pool is the owner's to replace: its BrokenProcessPool passes
     through unchanged.
     """
-    inner = submit_call(executor, reference, label, args, kwargs)
+    inner = submit_call(executor, call)
     outer: CallFuture[Any] = CallFuture(inner)
     inner.add_done_callback(functools.partial(settle, future=outer))
     return outer
@@ -465,7 +463,8 @@ class ProcessCaller:
         for _ in range(2):  # a pool found broken is replaced once
             pool, reference = self._current()
             try:
-                inner = submit_call(pool.executor, reference, self._label, args, kwargs)
+                call = Call(reference, self._label, args, kwargs)
+                inner = submit_call(pool.executor, call)
             except BrokenProcessPool:
                 self._drop(pool)
                 continue
