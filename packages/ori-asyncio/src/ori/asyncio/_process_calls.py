@@ -381,6 +381,12 @@ class _Pool:
         self.executor.shutdown(wait=wait, cancel_futures=cancel_futures)
         self.started.close()
 
+    def in_its_own_thread(self) -> bool:
+        """True when called from the executor's management thread (private attribute)."""
+        return (
+            getattr(self.executor, "_executor_manager_thread", None) is threading.current_thread()
+        )
+
 
 def _refuse_while_bootstrapping(function: str) -> None:
     """Fail at once, and clearly, in a worker that is still importing the main module.
@@ -433,12 +439,22 @@ class ProcessCaller:
         self._label = getattr(function, "__qualname__", None) or repr(function)
         self._lock = threading.Lock()
         self._pool: _Pool | None = None
+        self._broken: list[_Pool] = []  # dropped after a crash, not yet shut down
         self._reference: FunctionReference | None = None
 
     def _current(self) -> tuple[_Pool, FunctionReference]:
         with self._lock:
+            if self._pool is not None and self._reference is not None:
+                return self._pool, self._reference
+            _refuse_while_bootstrapping(self._label)
+        # A replacement must not be forked while the broken pool's threads still
+        # run (a forked child can inherit a lock one of them holds, and hang),
+        # and the broken pool's queues should be released now, not by some
+        # later garbage collection: finish its shutdown first, without the lock
+        # (the broken pool's management thread takes it to drop the pool).
+        self._retire_broken()
+        with self._lock:
             if self._pool is None:
-                _refuse_while_bootstrapping(self._label)
                 context = self._mp_context or multiprocessing.get_context()
                 self._pool = _Pool(self._executor_class, self._executor_kwargs, context)
                 self._reference = function_reference(
@@ -487,14 +503,33 @@ class ProcessCaller:
 
     def _drop(self, pool: _Pool) -> None:
         # Never shut the broken executor down from here: this may be its own
-        # management thread, which ends by itself once the pool is broken.
+        # management thread, which ends by itself once the pool is broken. The
+        # next call (or shutdown()) finishes the job from another thread.
         with self._lock:
             if self._pool is pool:
                 self._pool = None
+                self._broken.append(pool)
+
+    def _retire_broken(self) -> None:
+        """Shut down the pools dropped after a crash (their workers are gone already).
+
+        Called without the lock. A call made from a broken pool's own
+        management thread (a done-callback that calls again) leaves that pool
+        for later, as a thread cannot join itself.
+        """
+        with self._lock:
+            retiring, self._broken = self._broken, []
+        for pool in retiring:
+            if pool.in_its_own_thread():
+                with self._lock:
+                    self._broken.append(pool)
+            else:
+                pool.shutdown(wait=True, cancel_futures=False)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Shut the current pool down, if there is one; the next call starts a new one."""
         with self._lock:
             pool, self._pool = self._pool, None
+        self._retire_broken()
         if pool is not None:
             pool.shutdown(wait, cancel_futures)
