@@ -66,7 +66,7 @@ class AsyncProcessFunction(Generic[P, R]):
         functools.update_wrapper(self, function)
 
     @property
-    def executor(self) -> concurrent.futures.Executor:
+    def executor(self) -> concurrent.futures.ProcessPoolExecutor:
         """The process pool the calls run in, created on first use.
 
         After a worker crash the next call gets a fresh pool, so this may
