@@ -294,3 +294,20 @@ def test_import_error_in_a_starting_worker_is_not_blamed_on_the_call(
     assert f"start method {method!r}" in done.stdout
     assert "a module that fails to import" in done.stdout
     assert "ImportError: a module this script needs is missing" in done.stderr  # the worker's own
+
+
+def test_the_private_attributes_read_by_process_calls_exist() -> None:
+    # _process_calls.py reads private attributes of the standard library: the
+    # executor's processes (exit codes of dead workers) and management thread
+    # checked here; when a Python release renames one, this fails instead of
+    # the messages silently losing their exit code. The third, the
+    # bootstrapping flag of a spawned worker, is exercised by the unguarded
+    # script tests (the worker's own message on its stderr).
+    executor = concurrent.futures.ProcessPoolExecutor(max_workers=1)
+    try:
+        assert executor.submit(workers.square, 3).result(timeout=60) == 9
+        processes = executor._processes  # type: ignore[attr-defined]
+        assert all(p.exitcode is None for p in processes.values())
+        assert executor._executor_manager_thread is not None  # type: ignore[attr-defined]
+    finally:
+        executor.shutdown()
