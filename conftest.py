@@ -11,6 +11,7 @@ On free-threaded CPython the run also fails if the GIL is on when it ends.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.context
 import os
 import re
 import sys
@@ -18,7 +19,7 @@ import sysconfig
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -170,3 +171,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             file=sys.stderr,
         )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(params=multiprocessing.get_all_start_methods())
+def start_method_context(request: pytest.FixtureRequest) -> multiprocessing.context.BaseContext:
+    """A multiprocessing context, once per start method of this platform (fork, spawn, ...)."""
+    context: multiprocessing.context.BaseContext = multiprocessing.get_context(request.param)
+    return context
+
+
+def message_and_notes(exc: BaseException) -> str:
+    """What a reader of a printed exception sees of it: its message and its notes."""
+    return "\n".join([str(exc), *getattr(exc, "__notes__", [])])
+
+
+@pytest.fixture
+def text_of() -> Callable[[BaseException], str]:
+    """:func:`message_and_notes`, for tests (conftest modules cannot be imported)."""
+    return message_and_notes

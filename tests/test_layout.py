@@ -142,3 +142,14 @@ def test_readme_quick_start_has_exactly_two_commands() -> None:
     assert "examples/download_compute_save.py" in demo
     assert (ROOT / "examples" / "download_compute_save.py").is_file()
     assert tests == "python -m pip install -q -U tox && python -m tox"
+
+
+def test_process_calls_module_is_the_same_in_both_packages() -> None:
+    # ori-concurrency and ori-asyncio depend on ori-errors only, so each carries
+    # one copy of the process-call machinery; the copies must never drift apart.
+    concurrency = ROOT / "packages/ori-concurrency/src/ori/concurrency/_process_calls.py"
+    asyncio_copy = ROOT / "packages/ori-asyncio/src/ori/asyncio/_process_calls.py"
+    assert concurrency.read_text() == asyncio_copy.read_text(), (
+        "edit packages/ori-concurrency/src/ori/concurrency/_process_calls.py and copy it "
+        "to packages/ori-asyncio/src/ori/asyncio/_process_calls.py"
+    )

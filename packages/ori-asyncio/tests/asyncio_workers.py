@@ -46,3 +46,22 @@ def sync_in_forked_child() -> None:
     assert current_cached_loop() is not inherited
     assert inherited is not None
     assert not inherited.is_closed()  # left alone: closing it would hurt the parent
+
+
+class TwoArgsError(ValueError):
+    """A ValueError whose __init__ takes two arguments: pickle cannot rebuild it."""
+
+    def __init__(self, what: str, code: int) -> None:
+        super().__init__(f"{what} (code {code})")
+        self.code = code
+
+
+def raise_two_args(what: str, code: int) -> None:
+    raise TwoArgsError(what, code)
+
+
+def exit_or_cube(x: int) -> int:
+    """Kills its worker process (os._exit) for a negative x."""
+    if x < 0:
+        os._exit(5)
+    return x * x * x

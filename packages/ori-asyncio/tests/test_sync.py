@@ -199,6 +199,96 @@ def test_open_async_generators_are_closed_after_the_call() -> None:
     assert events == ["closed"]
 
 
+class _Connection:
+    """An async context manager whose exit needs the loop (it awaits)."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+
+    async def __aenter__(self) -> _Connection:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await asyncio.sleep(0)
+        await asyncio.sleep(0.001)
+        self.events.append("connection closed")
+
+
+def _rows(events: list[str]) -> AsyncIterator[int]:
+    async def rows() -> AsyncIterator[int]:
+        async with _Connection(events):
+            try:
+                for i in range(10):
+                    yield i
+            finally:
+                await asyncio.sleep(0)
+                events.append("generator finally")
+
+    return rows()
+
+
+def _first_row(events: list[str]) -> Coroutine[Any, Any, int]:
+    async def first_row() -> int:
+        async for row in _rows(events):
+            return row  # abandons the generator; its finalizer queues aclose()
+        raise AssertionError("no rows")
+
+    return first_row()
+
+
+def _leaves_a_task_reading_rows(events: list[str]) -> Coroutine[Any, Any, str]:
+    async def reader() -> None:
+        async for _ in _rows(events):
+            await asyncio.sleep(60)
+
+    async def main() -> str:
+        asyncio.get_running_loop().create_task(reader())
+        await asyncio.sleep(0.01)
+        return "main done"
+
+    return main()
+
+
+CLEANED = ["generator finally", "connection closed"]
+
+
+@pytest.mark.parametrize("where", ["main thread", "worker thread", "inside a running loop"])
+def test_abandoned_async_generator_is_finalized_before_sync_returns(where: str) -> None:
+    # asyncio.run() finalizes such generators before it returns; so must sync(),
+    # or their cleanup waits for the next call (and never runs in a worker thread).
+    events: list[str] = []
+
+    def call() -> int:
+        return sync(_first_row(events))
+
+    if where == "main thread":
+        assert call() == 0
+    elif where == "worker thread":
+        assert in_thread(call) == 0
+    else:
+
+        async def outer() -> int:
+            return call()
+
+        assert asyncio.run(outer()) == 0
+    assert events == CLEANED
+
+
+@pytest.mark.parametrize("where", ["main thread", "worker thread"])
+def test_leftover_task_is_cancelled_and_its_generator_finalized(where: str) -> None:
+    events: list[str] = []
+
+    def call() -> str:
+        result = sync(_leaves_a_task_reading_rows(events))
+        loop = current_cached_loop()
+        assert loop is not None
+        assert not asyncio.all_tasks(loop)
+        return result
+
+    assert (call() if where == "main thread" else in_thread(call)) == "main done"
+    assert events == CLEANED
+
+
 def test_default_executor_threads_are_joined_after_the_call() -> None:
     async def main() -> threading.Thread:
         loop = asyncio.get_running_loop()

@@ -9,6 +9,7 @@ import inspect
 import multiprocessing
 import os
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Generator
@@ -413,15 +414,17 @@ def test_decorated_function_keeps_metadata_and_shuts_down() -> None:
         workers.decorated.shutdown()  # idempotent
 
 
-def test_asyncify_process_refusals() -> None:
+def test_asyncify_process_refusals(monkeypatch: pytest.MonkeyPatch) -> None:
     def nested(x: int) -> int:
         return x
 
     async def already_async() -> None:
         pass
 
-    with pytest.raises(OriValidationError, match="top level"):
+    monkeypatch.setitem(sys.modules, "cloudpickle", None)  # without the cloudpickle extra
+    with pytest.raises(OriValidationError, match="top level") as refused:
         asyncify_process(nested)
+    assert "pip install 'ori-asyncio[cloudpickle]'" in str(refused.value)
     with pytest.raises(OriValidationError, match="await it directly"):
         asyncify_process(already_async)
     with pytest.raises(OriValidationError, match="max_workers"):

@@ -7,6 +7,9 @@ module on sys.path (see the root conftest.py), not in a test file.
 from __future__ import annotations
 
 import os
+import signal
+import threading
+import time
 
 from ori.concurrency import run_in_background_process, run_in_background_thread
 
@@ -42,3 +45,48 @@ def decorated_thread(x: int) -> int:
 @run_in_background_thread(max_workers=4)
 def decorated_thread_with_args(x: int) -> int:
     return x * 3
+
+
+class TwoArgsError(ValueError):
+    """A ValueError whose __init__ takes two arguments: pickle cannot rebuild it."""
+
+    def __init__(self, what: str, code: int) -> None:
+        super().__init__(f"{what} (code {code})")
+        self.code = code
+
+
+def raise_two_args(what: str, code: int) -> None:
+    raise TwoArgsError(what, code)
+
+
+class LockedError(KeyError):
+    """A KeyError holding a lock, which cannot be pickled at all."""
+
+
+def raise_holding_a_lock(key: str) -> None:
+    exc = LockedError(key)
+    exc.lock = threading.Lock()  # type: ignore[attr-defined]
+    raise exc
+
+
+def return_a_lock() -> object:
+    return threading.Lock()
+
+
+def exit_now(code: int) -> None:
+    os._exit(code)
+
+
+def kill_self() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def sleep_then(value: int, seconds: float) -> int:
+    time.sleep(seconds)
+    return value
+
+
+def exit_or_square(x: int) -> int:
+    if x < 0:
+        os._exit(1)
+    return x * x

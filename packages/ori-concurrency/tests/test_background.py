@@ -233,7 +233,8 @@ def test_wrapping_starts_nothing() -> None:
     wrapper = run_in_background_process(workers.square)
     wrapper2 = run_in_background_thread(workers.square)
     assert threading.active_count() == before
-    assert wrapper._executor is None
+    assert wrapper._processes is not None
+    assert wrapper._processes._pool is None
     assert wrapper2._executor is None
     wrapper.shutdown()
     wrapper2.shutdown()
@@ -279,7 +280,8 @@ def test_bad_mp_context() -> None:
         run_in_background_process(workers.square, mp_context="spawn")  # type: ignore[arg-type]
 
 
-def test_lambda_in_process_pool_is_refused() -> None:
+def test_lambda_in_process_pool_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "cloudpickle", None)  # without the cloudpickle extra
     with pytest.raises(OriValidationError, match="lambda or a function defined inside"):
         run_in_background_process(lambda x: x)
 
@@ -299,7 +301,8 @@ def _run_code(code: str, timeout: float = 120) -> subprocess.CompletedProcess[st
 def test_python_c_process_refused_up_front(method: str) -> None:
     done = _run_code(
         f"""
-        import multiprocessing
+        import multiprocessing, sys
+        sys.modules["cloudpickle"] = None  # without the cloudpickle extra
         from ori.concurrency import run_in_background_process
         from ori.errors import OriNoInteractiveProcessPools
         multiprocessing.set_start_method({method!r})
@@ -314,6 +317,7 @@ def test_python_c_process_refused_up_front(method: str) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("refused:")
     assert "save it in a .py file" in done.stdout
+    assert "pip install 'ori-concurrency[cloudpickle]'" in done.stdout
 
 
 @pytest.mark.skipif("fork" not in START_METHODS, reason="fork exists on POSIX only")

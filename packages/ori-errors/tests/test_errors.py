@@ -13,12 +13,14 @@ from ori.errors import (
     OriValidationError,
     OriWorkerCrashedError,
     OriWorkerStartError,
+    RemoteTraceback,
 )
 
 
 def test_all_matches_public_names() -> None:
     public = {n for n in dir(ori.errors) if not n.startswith("_")} - {
         "annotations",
+        "remote",
         "validation",
     }
     assert set(ori.errors.__all__) == public
@@ -34,6 +36,7 @@ def test_all_matches_public_names() -> None:
         (OriTimeoutError, (OriError, TimeoutError)),
         (OriWorkerCrashedError, (OriError,)),
         (OriWorkerStartError, (OriWorkerCrashedError, OriError)),
+        (RemoteTraceback, (OriError,)),
     ],
 )
 def test_hierarchy(cls: type[Exception], bases: tuple[type[Exception], ...]) -> None:

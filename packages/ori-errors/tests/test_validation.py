@@ -4,6 +4,7 @@ import asyncio
 import concurrent.futures
 import functools
 import math
+import sys
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -20,6 +21,8 @@ from ori.errors.validation import (
     check_positive_int,
     check_positive_number,
     check_process_function,
+    cloudpickle_available,
+    cloudpickle_hint,
     describe,
 )
 
@@ -226,3 +229,27 @@ def test_mp_context_refuses_a_start_method_name_with_the_fix() -> None:
     assert "multiprocessing.get_context('spawn')" in message
     assert "'spawn' (type str)" in message
     assert message.endswith("pass None for the interpreter's default start method")
+
+
+def test_by_value_extra_accepts_everything_with_cloudpickle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("cloudpickle", reason="needs cloudpickle (requirements-dev installs it)")
+    monkeypatch.delitem(sys.modules, "cloudpickle", raising=False)
+    assert cloudpickle_available()
+    lam = lambda x: x  # noqa: E731
+    assert check_process_function(lam, "spawn", by_value_extra="ori-concurrency") is lam
+
+
+def test_by_value_extra_names_the_extra_without_cloudpickle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "cloudpickle", None)
+    assert not cloudpickle_available()
+    with pytest.raises(OriValidationError) as caught:
+        check_process_function(lambda x: x, "spawn", by_value_extra="ori-asyncio")
+    assert str(caught.value).endswith("; " + cloudpickle_hint("ori-asyncio"))
+    assert cloudpickle_hint("ori-asyncio") == (
+        "or install cloudpickle, which sends such functions by value: "
+        "pip install 'ori-asyncio[cloudpickle]'"
+    )

@@ -104,6 +104,17 @@ def raise_unpicklable_exception(x: int) -> int:
     raise NeedsTwoArgs(x, x)
 
 
+class TwoArgValueError(ValueError):
+    """A ValueError that pickle cannot rebuild from its args."""
+
+    def __init__(self, what: str, code: int) -> None:
+        super().__init__(f"{what}/{code}")
+
+
+def raise_two_arg_value_error(x: int) -> int:
+    raise TwoArgValueError("quota", x)
+
+
 def busy_work(n: int) -> int:
     """Pure-Python CPU work."""
     total = 0

@@ -13,7 +13,7 @@ from pathlib import Path
 import poolchain_workers as workers
 import pytest
 
-from ori.errors import OriError, OriTimeoutError, OriWorkerCrashedError
+from ori.errors import OriTimeoutError, OriWorkerCrashedError, RemoteTraceback
 from ori.poolchain import PoolChain
 
 # Tests in which a worker is killed and replaced while the run's threads are up
@@ -44,7 +44,7 @@ def test_process_stage_error_chains_the_remote_traceback() -> None:
     exc = info.value
     assert "stage 1/1 (process pool, fail_on_three) on input item 3: 3" in notes(exc)
     cause = exc.__cause__
-    assert isinstance(cause, OriError)
+    assert isinstance(cause, RemoteTraceback)  # not a bare OriError: it is the worker's traceback
     assert "Traceback (most recent call last)" in str(cause)
     assert 'raise ValueError(f"three is not allowed' in str(cause)
     assert "poolchain_workers.py" in str(cause)
@@ -117,13 +117,32 @@ def test_unpicklable_argument_is_reported() -> None:
     assert "on input item 1" in notes(info.value)
 
 
-def test_unpicklable_exception_becomes_ori_error() -> None:
+@pytest.mark.parametrize("method", multiprocessing.get_all_start_methods())
+def test_unpicklable_exception_arrives_as_its_nearest_rebuildable_class(method: str) -> None:
     with pytest.raises(TypeError):
         pickle.loads(pickle.dumps(workers.NeedsTwoArgs(1, 2)))
-    chain = PoolChain().add_processpool(workers.raise_unpicklable_exception, max_workers=1)
-    with pytest.raises(OriError, match="NeedsTwoArgs: 4-4") as caught:
+    chain = PoolChain().add_processpool(
+        workers.raise_unpicklable_exception, max_workers=1, start_method=method
+    )
+    with pytest.raises(Exception) as caught:  # the class itself is checked below
         chain.execute_eager([4])
-    assert "could not be sent from the worker process" in str(caught.value)
+    exc = caught.value
+    assert type(exc) is Exception  # NeedsTwoArgs(Exception): its nearest class that pickles
+    assert str(exc).startswith("poolchain_workers.NeedsTwoArgs: 4-4")
+    text = "\n".join([str(exc), notes(exc)])
+    assert "cannot be sent to another process" in text
+    assert "raise NeedsTwoArgs(x, x)" in text  # the worker's traceback
+    assert "on input item 0: 4" in text
+    assert isinstance(exc.__cause__, RemoteTraceback)
+
+
+@pytest.mark.parametrize("method", multiprocessing.get_all_start_methods())
+def test_unpicklable_value_error_still_meets_except_value_error(method: str) -> None:
+    chain = PoolChain().add_processpool(
+        workers.raise_two_arg_value_error, max_workers=1, start_method=method
+    )
+    with pytest.raises(ValueError, match=r"poolchain_workers\.TwoArgValueError: quota/3"):
+        chain.execute_eager([3])
 
 
 def test_thread_stage_timeout_is_reported_promptly() -> None:

@@ -8,12 +8,19 @@ time. That loop:
   called), so ``asyncio.get_event_loop()`` and ``asyncio.run()`` behave as if
   Ori were not there;
 * owns no thread: it runs only inside ``sync()`` calls, in the calling thread;
-* is tidied after every call as ``asyncio.run()`` would before closing: tasks
-  the awaitable left behind are cancelled, async generators still open are
-  closed, and the default executor, if the call used it, is shut down (joining
-  its threads) and replaced by a fresh, thread-less one. A task factory counts
-  the tasks each call starts, so that calls which start none skip the search
-  for leftovers (``asyncio.all_tasks()`` walks every task in the process);
+* is tidied after every call as ``asyncio.run()`` would before closing, in
+  its order: callbacks the awaitable left queued run (among them the
+  ``aclose()`` that the finalizer of an async generator it abandoned queued,
+  e.g. after ``async for ...: return``), tasks the awaitable left behind are
+  cancelled and awaited (those ``aclose()`` tasks are awaited, not
+  cancelled, so ``finally`` blocks and ``async with`` exits run in full),
+  async generators still open are closed, and the default executor, if the
+  call used it, is shut down (joining its threads) and replaced by a fresh,
+  thread-less one. A task factory counts the tasks each call starts, so that
+  calls which start none skip the search for leftovers
+  (``asyncio.all_tasks()`` walks every task in the process), and an empty
+  ready queue skips the extra pass of the loop: a call that leaves nothing
+  behind pays a few attribute reads;
 * is closed when its thread exits (the thread-local holder's finaliser), at
   interpreter exit for the main thread, and at once if a second Ctrl-C left a
   task in an unknown state on it;
@@ -30,10 +37,14 @@ import concurrent.futures
 import contextlib
 import os
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+# Rounds of "cancel the leftovers, run what their ending queued" after one call;
+# each round only happens if the previous one started new tasks.
+_CLEANUP_ROUNDS = 3
 
 
 class _TrackedExecutor(concurrent.futures.ThreadPoolExecutor):
@@ -158,13 +169,46 @@ async def _gather(awaitables: Sequence[Awaitable[Any]]) -> list[Any]:
     return await asyncio.gather(*awaitables, return_exceptions=True)
 
 
+async def _an_async_generator() -> AsyncGenerator[None, None]:
+    yield
+
+
+# The type of ``agen.aclose()``: a task running one is an async generator
+# being finalized (its finalizer hook queued it), not work to cancel.
+_ACLOSE_TYPE = type(_an_async_generator().aclose())
+
+
+def _finalizes_an_async_generator(task: asyncio.Task[Any]) -> bool:
+    return type(task.get_coro()) is _ACLOSE_TYPE
+
+
+def run_queued_callbacks(loop: asyncio.AbstractEventLoop) -> None:
+    """Run, in one non-blocking pass, the callbacks already queued on the idle *loop*.
+
+    The finalizer of an async generator that was dropped while it was still
+    open (``async for ...: return``) does not close it: it queues a callback
+    that starts ``aclose()`` as a task. Such callbacks would otherwise wait
+    for the next run of the loop. Loops without a ready queue (other
+    implementations) always get the pass.
+    """
+    if not getattr(loop, "_ready", True):
+        return
+    loop.stop()  # stop() first: run_forever() then makes exactly one pass
+    loop.run_forever()
+
+
 def cancel_leftovers(loop: asyncio.AbstractEventLoop, when: str) -> None:
-    """Cancel every unfinished task on the idle *loop* and run it until they finish."""
+    """Cancel every unfinished task on the idle *loop* and run it until they finish.
+
+    Tasks that finalize an async generator are awaited, not cancelled:
+    cancelling one before its first step would skip the generator's cleanup.
+    """
     tasks = list(asyncio.all_tasks(loop))
     if not tasks:
         return
     for task in tasks:
-        task.cancel()
+        if not _finalizes_an_async_generator(task):
+            task.cancel()
     loop.run_until_complete(_gather(tasks))
     _report(loop, tasks, when)
 
@@ -198,11 +242,20 @@ def tidy(holder: _Holder) -> None:
     If this is interrupted (a Ctrl-C during cleanup), the loop is discarded.
     """
     loop = holder.loop
-    started, holder.tasks_started = holder.tasks_started, 0
     try:
-        if started > 1:  # more than the task sync() itself started
+        run_queued_callbacks(loop)
+        ours = 1  # the task sync() itself started
+        for _ in range(_CLEANUP_ROUNDS):
+            if holder.tasks_started <= ours:
+                break
+            # Cancelled tasks may drop async generators of their own, whose
+            # aclose() is queued as they end: another round awaits those.
+            holder.tasks_started = 0
             cancel_leftovers(loop, "left running by the awaitable passed to sync()")
+            run_queued_callbacks(loop)
+            ours = 1  # the gathering task cancel_leftovers() started
         _close_open_asyncgens(loop)
+        holder.tasks_started = 0
         if holder.executor.used:
             old, holder.executor = holder.executor, _new_executor()
             loop.set_default_executor(holder.executor)
@@ -215,6 +268,7 @@ def tidy(holder: _Holder) -> None:
 def finalize(loop: asyncio.AbstractEventLoop) -> None:
     """Shut down a loop Ori created for one job, as ``asyncio.run()`` does, and close it."""
     try:
+        run_queued_callbacks(loop)
         cancel_leftovers(loop, "left running at shutdown")
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.run_until_complete(loop.shutdown_default_executor())

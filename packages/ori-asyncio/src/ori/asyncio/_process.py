@@ -1,11 +1,11 @@
 """``asyncify_process()``: a CPU-bound function awaited from async code, run in worker processes.
 
-The wrapper owns a :class:`~concurrent.futures.ProcessPoolExecutor`, created
-on the first call. Each call submits the function and awaits the executor's
-future with :func:`asyncio.wrap_future`, so the loop is never blocked. A
-decorated module-level function's name refers to the wrapper, not to the
-function, so pickling the function by reference would fail; such calls are
-sent as a module-and-name reference that the worker resolves and unwraps.
+The wrapper owns a :class:`~._process_calls.ProcessCaller`, which creates a
+:class:`~concurrent.futures.ProcessPoolExecutor` on the first call, sends each
+call as bytes it pickles itself, rebuilds exceptions that cannot be pickled
+and replaces the pool after a worker crash (see that module). Each call awaits
+the caller's future with :func:`asyncio.wrap_future`, so the loop is never
+blocked.
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
-import importlib
 import multiprocessing.context
-import threading
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Generic, ParamSpec, TypeVar, overload
@@ -27,36 +25,14 @@ from ori.errors.validation import (
 )
 
 from ._awaitables import check_blocking_function
+from ._process_calls import ProcessCaller, lookup
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 __all__ = ("AsyncProcessFunction", "asyncify_process")
 
-
-def _lookup(module: str, qualname: str) -> Any:
-    target: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        target = getattr(target, part)
-    return target
-
-
-class _ByName:
-    """A picklable reference to a module-level function, resolved in the worker."""
-
-    __slots__ = ("module", "qualname")
-
-    def __init__(self, module: str, qualname: str) -> None:
-        self.module, self.qualname = module, qualname
-
-    def __reduce__(self) -> tuple[type[_ByName], tuple[str, str]]:
-        return (_ByName, (self.module, self.qualname))
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        target = _lookup(self.module, self.qualname)
-        if isinstance(target, AsyncProcessFunction):
-            target = target.function
-        return target(*args, **kwargs)
+EXTRA = "ori-asyncio"  # the distribution whose cloudpickle extra sends functions by value
 
 
 class AsyncProcessFunction(Generic[P, R]):
@@ -81,50 +57,46 @@ class AsyncProcessFunction(Generic[P, R]):
     ) -> None:
         """Wrap *function*; use :func:`asyncify_process`, which validates first."""
         self.function = function
-        self._max_workers = max_workers
-        self._mp_context = mp_context
-        self._executor: concurrent.futures.ProcessPoolExecutor | None = None
-        self._lock = threading.Lock()
+        self._calls = ProcessCaller(
+            function,
+            self,
+            concurrent.futures.ProcessPoolExecutor,
+            {"max_workers": max_workers, "mp_context": mp_context},
+        )
         functools.update_wrapper(self, function)
 
     @property
     def executor(self) -> concurrent.futures.ProcessPoolExecutor:
-        """The process pool the calls run in, created on first use."""
-        with self._lock:
-            if self._executor is None:
-                self._executor = concurrent.futures.ProcessPoolExecutor(
-                    max_workers=self._max_workers, mp_context=self._mp_context
-                )
-            return self._executor
+        """The process pool the calls run in, created on first use.
+
+        After a worker crash the next call gets a fresh pool, so this may
+        return a different executor then.
+        """
+        return self._calls.executor
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run one call in a worker process and await its result.
 
         Cancelling the awaiting task withdraws a call that has not started;
         a call already running in a worker runs to the end and its result is
-        dropped.
+        dropped. The wrapper survives its workers: after a crash the next
+        call runs in a fresh pool.
 
         Raises:
-            concurrent.futures.process.BrokenProcessPool: a worker died (the
-                pool is then unusable; :meth:`shutdown` and call again for a
-                fresh one).
-            BaseException: whatever the function raises, unchanged.
+            OriWorkerCrashedError: a worker process died while this call was
+                running or waiting (the message names the function and the
+                exit code or signal), or died while starting up, before it
+                ran any call (the message says so and names the start method).
+            TypeError, pickle.PicklingError: an argument cannot be pickled.
+            BaseException: whatever the function raises, with its own type and
+                the worker's traceback chained as
+                :class:`~ori.errors.RemoteTraceback`; an exception that cannot
+                be pickled arrives as the nearest class of its MRO that can
+                (see :func:`ori.errors.remote.portable_exception`).
         """
-        future = self.executor.submit(self._target(), *args, **kwargs)
-        return await asyncio.wrap_future(future)
-
-    def _target(self) -> Callable[..., R]:
-        func = self.function
-        module = getattr(func, "__module__", None)
-        qualname = getattr(func, "__qualname__", None)
-        if isinstance(module, str) and isinstance(qualname, str) and "<" not in qualname:
-            try:
-                decorated = _lookup(module, qualname) is self
-            except (ImportError, AttributeError):
-                decorated = False
-            if decorated:
-                return _ByName(module, qualname)
-        return func
+        future = self._calls.submit(args, kwargs)
+        result: R = await asyncio.wrap_future(future)
+        return result
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop the worker processes, if any were started.
@@ -137,10 +109,7 @@ class AsyncProcessFunction(Generic[P, R]):
             wait: block until running calls have finished.
             cancel_futures: cancel calls that have not started yet.
         """
-        with self._lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=wait, cancel_futures=cancel_futures)
+        self._calls.shutdown(wait, cancel_futures=cancel_futures)
 
     def __enter__(self) -> AsyncProcessFunction[P, R]:
         """Return the wrapper itself; leaving the block calls :meth:`shutdown`."""
@@ -156,7 +125,7 @@ class AsyncProcessFunction(Generic[P, R]):
         self.shutdown()
 
     def __reduce__(self) -> tuple[Callable[..., Any], tuple[str, str]]:
-        return (_lookup, (self.__module__, self.__qualname__))
+        return (lookup, (self.__module__, self.__qualname__))
 
     def __repr__(self) -> str:
         return f"<AsyncProcessFunction {self.__qualname__}>"
@@ -169,7 +138,7 @@ def _make(
 ) -> AsyncProcessFunction[P, R]:
     check_blocking_function(fn, "fn")
     method = mp_context.get_start_method() if mp_context is not None else None
-    check_process_function(fn, method, name="fn")
+    check_process_function(fn, method, name="fn", by_value_extra=EXTRA)
     return AsyncProcessFunction(fn, max_workers, mp_context)
 
 

@@ -87,11 +87,13 @@ def sync(awaitable: Awaitable[T], event_loop: asyncio.AbstractEventLoop | None =
 
     * No *event_loop*, and no loop running in this thread: on a loop cached
       for this thread, so repeated calls are cheap. Each call is
-      self-contained, as with ``asyncio.run()``: tasks the awaitable leaves
-      running are cancelled, async generators it left open are closed, and
-      threads of the loop's default executor are joined before ``sync()``
-      returns. The cached loop is never made the thread's current loop and is
-      closed when the thread ends.
+      self-contained, as with ``asyncio.run()`` and in its order: tasks the
+      awaitable leaves running are cancelled and awaited, async generators
+      it abandoned (``async for ...: return``) are finalized to the end,
+      async generators it left open are closed, and threads of the loop's
+      default executor are joined before ``sync()`` returns. The cached loop
+      is never made the thread's current loop and is closed when the thread
+      ends.
     * No *event_loop*, but a loop is running in this thread (sync code called
       from async code, a notebook): on a new loop in a helper thread, while
       this thread, *and therefore the loop running in it*, is blocked. Objects

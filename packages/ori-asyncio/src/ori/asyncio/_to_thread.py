@@ -26,6 +26,7 @@ from ori.errors.validation import check_positive_int, check_process_function, de
 
 from ._awaitables import check_blocking_function
 from ._limiter import ThreadLimiter, default_thread_limiter
+from ._process_calls import ByReference, Call, call_in
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -161,10 +162,13 @@ async def _call_in_process(
     executor: concurrent.futures.ProcessPoolExecutor,
     limiter: ThreadLimiter | None,
 ) -> R:
+    # Sent as a ByReference call: exceptions that cannot be pickled arrive as
+    # the nearest class that can, with the worker's traceback chained.
     if limiter is not None:
         await limiter.acquire()
     try:
-        future = executor.submit(fn, *args, **kwargs)
+        label = getattr(fn, "__qualname__", None) or repr(fn)
+        future = call_in(executor, Call(ByReference(fn), label, args, kwargs))
     except BaseException:
         if limiter is not None:
             limiter.release()

@@ -2,18 +2,16 @@
 
 A :class:`BackgroundFunction` holds the wrapped function and a lazily created
 executor. Calling it submits the function to the executor and returns the
-Future. For process executors the function is not pickled directly: a
-decorated module-level function's name now refers to the wrapper, so pickle
-by reference would find the wrapper instead of the function. The work is sent
-as :class:`_ByName`, which carries only the module and qualified name and
-unwraps the wrapper again inside the worker.
+Future. Process pools are run by :class:`~._process_calls.ProcessCaller`,
+which sends each call as bytes it pickles itself, rebuilds exceptions that
+cannot be pickled, and replaces the pool after a worker crash (see that
+module for the data flow).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import functools
-import importlib
 import multiprocessing
 import multiprocessing.context
 import threading
@@ -28,6 +26,8 @@ from ori.errors.validation import (
     check_process_function,
 )
 
+from ._process_calls import ProcessCaller, lookup
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -38,40 +38,11 @@ __all__ = (
     "run_in_background_thread",
 )
 
-
-class _ByName:
-    """A picklable reference to a module-level function, resolved in the worker."""
-
-    __slots__ = ("module", "qualname")
-
-    def __init__(self, module: str, qualname: str) -> None:
-        self.module = module
-        self.qualname = qualname
-
-    def __reduce__(self) -> tuple[type[_ByName], tuple[str, str]]:
-        return (_ByName, (self.module, self.qualname))
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        target = _lookup(self.module, self.qualname)
-        if isinstance(target, BackgroundFunction):
-            target = target.function
-        return target(*args, **kwargs)
+_EXTRA = "ori-concurrency"  # the distribution whose cloudpickle extra sends functions by value
 
 
-def _lookup(module: str, qualname: str) -> Any:
-    """Import *module* and return the object its dotted *qualname* names."""
-    target: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        target = getattr(target, part)
-    return target
-
-
-def _resolves_to(module: str, qualname: str, expected: object) -> bool:
-    """True when ``module.qualname`` currently names *expected* in this process."""
-    try:
-        return _lookup(module, qualname) is expected
-    except (ImportError, AttributeError):
-        return False
+def _check_process_function(func: Callable[..., Any], start_method: str | None) -> None:
+    check_process_function(func, start_method, by_value_extra=_EXTRA)
 
 
 class BackgroundFunction(Generic[P, R]):
@@ -110,7 +81,9 @@ class BackgroundFunction(Generic[P, R]):
         self._executor_kwargs = executor_kwargs
         self._executor: concurrent.futures.Executor | None = None
         self._lock = threading.Lock()
-        self._is_process_pool = issubclass(executor_class, concurrent.futures.ProcessPoolExecutor)
+        self._processes: ProcessCaller | None = None
+        if issubclass(executor_class, concurrent.futures.ProcessPoolExecutor):
+            self._processes = ProcessCaller(function, self, executor_class, executor_kwargs)
         functools.update_wrapper(self, function)
 
     @property
@@ -118,13 +91,16 @@ class BackgroundFunction(Generic[P, R]):
         """The executor the calls run in, created on first use.
 
         Thread and process pools start no workers until work arrives, so
-        wrapping a function costs nothing until it is called.
+        wrapping a function costs nothing until it is called. A process pool
+        that broke (a worker died) is replaced by a fresh one on the next
+        call, so this may return a different executor after a crash.
         """
+        if self._processes is not None:
+            # The start method may have been chosen after decoration time.
+            _check_process_function(self.function, self._start_method)
+            return self._processes.executor
         with self._lock:
             if self._executor is None:
-                if self._is_process_pool:
-                    # The start method may have been chosen after decoration time.
-                    check_process_function(self.function, self._start_method)
                 self._executor = self._executor_class(**self._executor_kwargs)
             return self._executor
 
@@ -134,10 +110,22 @@ class BackgroundFunction(Generic[P, R]):
         Takes exactly the arguments of the wrapped function. For a process
         executor they are pickled and sent to a worker, so they must be
         picklable. Whatever the function returns or raises comes out of the
-        Future's ``result()``, with the exception's own type.
+        Future's ``result()``, with the exception's own type; from a process,
+        the worker's traceback is chained to it as an
+        :class:`~ori.errors.RemoteTraceback`. An exception that cannot be
+        pickled arrives as the nearest class of its MRO that can (see
+        :func:`ori.errors.remote.portable_exception`).
+
+        A process wrapper survives its workers: if one dies, the calls its
+        pool held fail with :class:`~ori.errors.OriWorkerCrashedError` and the
+        next call runs in a fresh pool.
 
         Returns:
-            A :class:`concurrent.futures.Future` for this call's result.
+            A :class:`concurrent.futures.Future` for this call's result. For a
+            process wrapper, ``result()`` raises
+            :class:`~ori.errors.OriWorkerCrashedError` when a worker died
+            (the message names the function and the exit code or signal, or
+            says that the worker died while starting up and why that happens).
 
         Raises:
             RuntimeError: the executor was shut down with ``executor.shutdown()``
@@ -145,24 +133,13 @@ class BackgroundFunction(Generic[P, R]):
             OriNoInteractiveProcessPools: the first call of a process wrapper
                 finds that the start method chosen since wrapping cannot import
                 the function.
+            TypeError, pickle.PicklingError: an argument of a process call
+                cannot be pickled (a note names the function).
         """
-        return self.executor.submit(self._target(), *args, **kwargs)
-
-    def _target(self) -> Callable[..., R]:
-        """The object to submit: the function itself, or a by-name reference."""
-        func = self.function
-        if not self._is_process_pool:
-            return func
-        module = getattr(func, "__module__", None)
-        qualname = getattr(func, "__qualname__", None)
-        if (
-            isinstance(module, str)
-            and isinstance(qualname, str)
-            and "<" not in qualname
-            and _resolves_to(module, qualname, self)
-        ):
-            return _ByName(module, qualname)
-        return func
+        if self._processes is not None:
+            _check_process_function(self.function, self._start_method)
+            return self._processes.submit(args, kwargs)
+        return self.executor.submit(self.function, *args, **kwargs)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Shut down the executor, if one was created.
@@ -177,6 +154,9 @@ class BackgroundFunction(Generic[P, R]):
             cancel_futures: cancel the calls that have not started yet; their
                 Futures report cancelled.
         """
+        if self._processes is not None:
+            self._processes.shutdown(wait, cancel_futures=cancel_futures)
+            return
         with self._lock:
             executor, self._executor = self._executor, None
         if executor is not None:
@@ -184,7 +164,7 @@ class BackgroundFunction(Generic[P, R]):
 
     def __reduce__(self) -> tuple[Callable[..., Any], tuple[str, str]]:
         # A wrapper stored at module level pickles by name, like the function did.
-        return (_lookup, (self.__module__, self.__qualname__))
+        return (lookup, (self.__module__, self.__qualname__))
 
     def __repr__(self) -> str:
         return f"<BackgroundFunction {self.__qualname__} on {self._executor_class.__name__}>"
@@ -199,7 +179,7 @@ def _make(
     def wrap(f: Callable[P, R]) -> BackgroundFunction[P, R]:
         check_callable(f, "func")
         if issubclass(executor_class, concurrent.futures.ProcessPoolExecutor):
-            check_process_function(f, start_method)
+            _check_process_function(f, start_method)
         return BackgroundFunction(f, executor_class, executor_kwargs, start_method)
 
     if func is None:

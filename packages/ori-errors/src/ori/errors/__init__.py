@@ -6,7 +6,9 @@ naturally reach for: :class:`OriValidationError` is a :class:`ValueError` and
 :class:`OriTimeoutError` is a :class:`TimeoutError`.
 
 Ori packages raise these classes and never define exceptions of their own, so this
-small package is the single place to look them up.
+small package is the single place to look them up. :mod:`ori.errors.remote` holds
+what Ori does with exceptions that cross a process boundary, and
+:mod:`ori.errors.validation` the argument checks every package shares.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ __all__ = (
     "OriValidationError",
     "OriWorkerCrashedError",
     "OriWorkerStartError",
+    "RemoteTraceback",
 )
 
 
@@ -78,7 +81,12 @@ class OriWorkerCrashedError(OriError):
 
     Causes include ``os._exit()``, a signal such as SIGKILL, a segmentation fault
     in an extension module, or the operating system's out-of-memory killer. The
-    message names the work item the worker was running when it died.
+    message names the work item (or the function) the worker was running and its
+    exit code or signal. A worker that died while starting up, before it ran
+    anything, gets a message that says so instead of blaming a work item: it
+    names the start method and, where a re-imported main module is the likely
+    cause, tells you to put the script's code under
+    ``if __name__ == "__main__":``.
     """
 
 
@@ -93,3 +101,37 @@ class OriWorkerStartError(OriWorkerCrashedError):
     :class:`OriWorkerCrashedError`, so code that catches crashed workers also
     catches workers that never started.
     """
+
+
+class RemoteTraceback(OriError):
+    """The traceback of an exception raised in a worker process, as text.
+
+    An exception that travels back from a worker process loses its traceback
+    (tracebacks cannot be pickled). Ori sends the formatted text along and
+    attaches it as this exception's instance to the rebuilt exception's
+    ``__cause__``, so a printed traceback shows first where the worker raised
+    it, then where your code received it. It is never raised by itself; you
+    meet it only as a cause. :class:`concurrent.futures.ProcessPoolExecutor`
+    does the same with a private class of its own.
+
+    Args:
+        traceback_text: the worker's traceback, as ``traceback.format_exception``
+            prints it.
+        heading: an optional line printed above the quoted traceback (Ori uses
+            it on Python 3.10, which does not print exception notes).
+
+    Attributes:
+        traceback_text: the worker's traceback text, unchanged.
+        heading: the line shown above it, or ``None``.
+    """
+
+    def __init__(self, traceback_text: str, *, heading: str | None = None) -> None:
+        super().__init__(traceback_text)
+        self.traceback_text = traceback_text
+        self.heading = heading
+
+    def __str__(self) -> str:
+        # Quoted like CPython's, so the worker's traceback stands apart from the
+        # "direct cause" line the interpreter prints after it.
+        heading = f"{self.heading}\n" if self.heading else ""
+        return f'\n{heading}"""\n{self.traceback_text.rstrip()}\n"""'

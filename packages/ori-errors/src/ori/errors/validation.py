@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import importlib.util
 import inspect
 import multiprocessing
 import multiprocessing.context
@@ -37,6 +38,8 @@ __all__ = (
     "check_positive_int",
     "check_positive_number",
     "check_process_function",
+    "cloudpickle_available",
+    "cloudpickle_hint",
     "describe",
 )
 
@@ -353,6 +356,7 @@ def check_process_function(
     name: str = "func",
     allow_by_value: bool = False,
     hint: str | None = None,
+    by_value_extra: str | None = None,
 ) -> _C:
     """Check that *func* can be sent to a worker process started by *start_method*.
 
@@ -372,6 +376,11 @@ def check_process_function(
         hint: one more way to fix the problem, appended to the error messages
             (e.g. which optional extra to install so that *func* can be sent
             by value).
+        by_value_extra: the distribution whose ``cloudpickle`` extra lets the
+            caller send functions by value (``"ori-poolchain"``). With it,
+            every callable is accepted when cloudpickle is installed, and
+            otherwise the messages end with :func:`cloudpickle_hint`: the
+            rule every Ori process helper applies.
 
     Returns:
         *func* itself, unchanged.
@@ -384,6 +393,9 @@ def check_process_function(
             and the workers are not forked.
     """
     check_callable(func, name)
+    if by_value_extra is not None:
+        allow_by_value = allow_by_value or cloudpickle_available()
+        hint = "; ".join(filter(None, [hint, cloudpickle_hint(by_value_extra)]))
     if allow_by_value:
         return func
     # get_start_method(allow_none=False) would fix the default for the whole
@@ -418,3 +430,40 @@ def check_process_function(
 
 def _hint(hint: str | None) -> str:
     return f"; {hint}" if hint else ""
+
+
+def cloudpickle_available() -> bool:
+    """True when the optional ``cloudpickle`` package can be imported.
+
+    Ori's process helpers send lambdas, closures and functions typed into an
+    interactive session by value when it is installed. The answer for a
+    package not yet imported is cached, as a search of ``sys.path`` costs
+    file-system calls.
+    """
+    if "cloudpickle" in sys.modules:
+        return sys.modules["cloudpickle"] is not None
+    return _cloudpickle_installed()
+
+
+@functools.lru_cache(maxsize=1)
+def _cloudpickle_installed() -> bool:
+    try:
+        return importlib.util.find_spec("cloudpickle") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def cloudpickle_hint(distribution: str) -> str:
+    """The end of a refusal message that names *distribution*'s ``cloudpickle`` extra.
+
+    Args:
+        distribution: the package to install with the extra, e.g. ``"ori-concurrency"``.
+
+    Returns:
+        ``"or install cloudpickle, which sends such functions by value: pip
+        install 'ori-concurrency[cloudpickle]'"``.
+    """
+    return (
+        "or install cloudpickle, which sends such functions by value: "
+        f"pip install '{distribution}[cloudpickle]'"
+    )

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ori.errors import OriError, OriTimeoutError
+from ori.errors.remote import attach_remote_traceback
 
 _short = reprlib.Repr()
 _short.maxstring = 60
@@ -115,8 +116,9 @@ def exception_for(record: ErrorRecord) -> BaseException:
 
     It is the stage function's own exception object (same type, same args),
     with a note naming the stage, the input index and the argument, and for
-    process stages the worker's traceback chained as ``__cause__`` so that the
-    printed traceback shows where in the worker it was raised. On Python 3.10,
+    process stages the worker's traceback chained as ``__cause__`` (a
+    :class:`~ori.errors.RemoteTraceback`) so that the printed traceback shows
+    where in the worker it was raised. On Python 3.10,
     where notes are not printed, the note goes into the chained cause instead.
     """
     exc = record.exception
@@ -127,9 +129,8 @@ def exception_for(record: ErrorRecord) -> BaseException:
         add_note(exc, note)
     show_note_in_cause = record.annotate and sys.version_info < (3, 11)
     if record.remote_traceback is not None:
-        text = record.remote_traceback.rstrip("\n")
-        header = f"{note}\n" if show_note_in_cause else ""
-        exc.__cause__ = OriError(f'\n{header}"""\n{text}\n"""')
+        heading = note if show_note_in_cause else None
+        attach_remote_traceback(exc, record.remote_traceback, heading=heading)
     elif show_note_in_cause and exc.__cause__ is None and exc.__context__ is None:
         exc.__cause__ = OriError(note)  # pragma: no cover - Python 3.10 only
     return exc

@@ -13,52 +13,26 @@ inherit the function from the parent's memory and need none of this.
 
 from __future__ import annotations
 
-import functools
 import importlib
-import importlib.util
 import multiprocessing.context
 import pickle
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from ori.errors.validation import check_process_function
+from ori.errors.validation import check_process_function, cloudpickle_available
 
-INSTALL_HINT = (
-    "or install cloudpickle, which sends such functions by value: "
-    "pip install 'ori-poolchain[cloudpickle]'"
-)
-
-
-def cloudpickle_available() -> bool:
-    """True when the optional ``cloudpickle`` package can be imported."""
-    if "cloudpickle" in sys.modules:
-        return sys.modules["cloudpickle"] is not None
-    return _installed()
-
-
-@functools.lru_cache(maxsize=1)
-def _installed() -> bool:
-    # Cached: every execution asks, and a search of sys.path costs file stats.
-    try:
-        return importlib.util.find_spec("cloudpickle") is not None
-    except (ImportError, ValueError):
-        return False
+DISTRIBUTION = "ori-poolchain"  # whose cloudpickle extra sends functions by value
 
 
 def check_stage_function(function: Any, start_method: str | None, name: str) -> None:
     """The add-time check of a process stage's *function* (or initializer).
 
-    Every callable passes when cloudpickle is installed; without it, the
-    error for a function that cannot go by reference says how to install it.
+    The rule every Ori process helper shares (``by_value_extra``): every
+    callable passes when cloudpickle is installed; without it, the error for
+    a function that cannot go by reference says how to install it.
     """
-    check_process_function(
-        function,
-        start_method,
-        name=name,
-        allow_by_value=cloudpickle_available(),
-        hint=INSTALL_HINT,
-    )
+    check_process_function(function, start_method, name=name, by_value_extra=DISTRIBUTION)
 
 
 class ByValue:

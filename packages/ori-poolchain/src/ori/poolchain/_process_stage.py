@@ -61,6 +61,7 @@ from ori.errors import (
     OriWorkerCrashedError,
     OriWorkerStartError,
 )
+from ori.errors.remote import describe_exit_code
 from ori.errors.validation import (
     check_callable,
     check_mp_context,
@@ -422,7 +423,7 @@ class ProcessStage(StageRuntime):
                     return False
             if gone:
                 self._abandon(lane, worker)
-                exit_text = _describe_exit(worker.process.exitcode)
+                exit_text = describe_exit_code(worker.process.exitcode)
                 self._start_failed(
                     f"worker process (pid {worker.pid}) ended ({exit_text}) before it was ready",
                     worker.method,
@@ -961,7 +962,7 @@ class ProcessStage(StageRuntime):
     def _report_crash(self, worker: _Worker, index: int, value: Any) -> None:
         error = OriWorkerCrashedError(
             f"the worker process (pid {worker.pid}) of {self.label} died "
-            f"({_describe_exit(worker.process.exitcode)}) while running input item "
+            f"({describe_exit_code(worker.process.exitcode)}) while running input item "
             f"{index} (argument: {short_repr(value)}); it was replaced"
         )
         self.ctx.report(
@@ -1021,14 +1022,3 @@ def _send_buffer_size(conn: Connection) -> int:
         return 0
     finally:
         sock.close()
-
-
-def _describe_exit(exitcode: int | None) -> str:
-    if exitcode is None:
-        return "exit status unknown"
-    if exitcode < 0:
-        try:
-            return f"killed by {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"killed by signal {-exitcode}"
-    return f"exit code {exitcode}"

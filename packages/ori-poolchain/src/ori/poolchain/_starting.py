@@ -33,8 +33,9 @@ import time
 from typing import Any
 
 from ori.errors import OriValidationError
+from ori.errors.validation import cloudpickle_available, cloudpickle_hint
 
-from ._pickling import INSTALL_HINT, cloudpickle_available, for_workers, needs_by_value
+from ._pickling import DISTRIBUTION, for_workers, needs_by_value
 from ._wire import dumps
 from ._worker import WorkerCode
 
@@ -125,7 +126,7 @@ class StartPlan:
                 f"started with {context.get_start_method()!r}: {type(exc).__name__}: {exc}. "
                 "Pass a function defined with 'def' at the top level of a module that "
                 "holds no unpicklable state (locks, open files, connections), create such "
-                "resources in an initializer instead, " + INSTALL_HINT
+                "resources in an initializer instead, " + cloudpickle_hint(DISTRIBUTION)
             ) from exc
 
 

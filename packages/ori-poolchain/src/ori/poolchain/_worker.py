@@ -58,7 +58,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from ori.errors import OriError
+from ori.errors.remote import portable_exception
 
 from ._errors import format_exception_text
 from ._status import WorkerSlot
@@ -271,8 +271,8 @@ def _picklable(reply: Reply) -> Reply:
     """*reply* with every result or exception that cannot be pickled replaced.
 
     A result that does not pickle becomes an error carrying the pickling
-    exception; an exception that does not survive a pickle round trip becomes an
-    :class:`~ori.errors.OriError` naming its type and message.
+    exception; an exception that does not survive a pickle round trip becomes
+    one of the nearest class of its MRO that does (``portable_exception``).
     """
     first, results, errors, seconds, done = reply
     failed = {position for position, _, _ in errors}
@@ -298,11 +298,6 @@ def _picklable(reply: Reply) -> Reply:
 
 
 def _portable_exception(exc: BaseException) -> BaseException:
-    try:
-        pickle.loads(dumps(exc))
-    except Exception as problem:
-        return OriError(
-            f"{type(exc).__module__}.{type(exc).__qualname__}: {exc} "
-            f"(the exception could not be sent from the worker process: {problem})"
-        )
-    return exc
+    # An exception that does not survive pickling becomes the nearest class of
+    # its MRO that does, carrying the original class name, message and traceback.
+    return portable_exception(exc)
