@@ -335,6 +335,14 @@ class _Pool:
         )
         self._lock = threading.Lock()
         self._crash: str | None = None
+        # The worker processes seen so far: the executor drops them from its own
+        # dict once broken, maybe before the crash is described (that may happen
+        # in the caller's thread while the executor tears itself down).
+        self.seen: dict[int, Any] = {}
+
+    def remember_workers(self) -> None:
+        """Note the pool's current worker processes (after a submit started them)."""
+        self.seen.update(getattr(self.executor, "_processes", None) or {})
 
     def crash_message(self, function: str) -> str:
         """What killed the pool, worded once for every call it held."""
@@ -355,10 +363,11 @@ class _Pool:
         # are those whose sentinel is ready. ProcessPoolExecutor keeps its
         # processes in the private _processes dict; without it the exit code
         # is reported as unknown.
-        processes = list((getattr(self.executor, "_processes", None) or {}).values())
+        self.remember_workers()
+        processes = list(self.seen.values())
         # The executor may notice the death (its result pipe closing) a moment
         # before the dead worker's sentinel reads as ready: allow that moment.
-        ready = multiprocessing.connection.wait([p.sentinel for p in processes], timeout=1.0)
+        ready = multiprocessing.connection.wait([p.sentinel for p in processes], timeout=5.0)
         dead = [p for p in processes if p.sentinel in ready]
         for process in dead:
             process.join(1.0)  # reaps it, so that exitcode is known
@@ -481,6 +490,7 @@ class ProcessCaller:
             try:
                 call = Call(reference, self._label, args, kwargs)
                 inner = submit_call(pool.executor, call)
+                pool.remember_workers()
             except BrokenProcessPool:
                 self._drop(pool)
                 continue
