@@ -61,6 +61,8 @@ from ori.errors.remote import (
 )
 from ori.errors.validation import cloudpickle_available
 
+from ._compat import bootstrapping_worker, in_pool_manager_thread, pool_processes
+
 R = TypeVar("R")
 
 _PACKAGE = __name__.rpartition(".")[0]  # "ori.concurrency" or "ori.asyncio"
@@ -352,10 +354,8 @@ class _Pool:
     def _inspect_workers(self, function: str) -> str:
         # Called from the executor's management thread, which fails the pool's
         # futures before it terminates the workers still alive: the dead ones
-        # are those whose sentinel is ready. ProcessPoolExecutor keeps its
-        # processes in the private _processes dict; without it the exit code
-        # is reported as unknown.
-        processes = list((getattr(self.executor, "_processes", None) or {}).values())
+        # are those whose sentinel is ready.
+        processes = pool_processes(self.executor)
         # The executor may notice the death (its result pipe closing) a moment
         # before the dead worker's sentinel reads as ready: allow that moment.
         ready = multiprocessing.connection.wait([p.sentinel for p in processes], timeout=1.0)
@@ -382,10 +382,8 @@ class _Pool:
         self.started.close()
 
     def in_its_own_thread(self) -> bool:
-        """True when called from the executor's management thread (private attribute)."""
-        return (
-            getattr(self.executor, "_executor_manager_thread", None) is threading.current_thread()
-        )
+        """True when called from the executor's management thread."""
+        return in_pool_manager_thread(self.executor)
 
 
 def _refuse_while_bootstrapping(function: str) -> None:
@@ -397,10 +395,9 @@ def _refuse_while_bootstrapping(function: str) -> None:
     import. multiprocessing would refuse to start the pool's workers a moment
     later, after the pool's queues and locks exist (the dying worker then
     leaks their semaphores); refusing before anything exists prints the fix
-    on the worker's stderr instead. ``_inheriting`` is the private flag
-    multiprocessing's own check reads.
+    on the worker's stderr instead.
     """
-    if getattr(multiprocessing.current_process(), "_inheriting", False):
+    if bootstrapping_worker():
         main = getattr(sys.modules.get("__main__"), "__file__", None) or "the main module"
         raise OriInvalidStateError(
             f"{function} was called while this worker process was starting up and "
