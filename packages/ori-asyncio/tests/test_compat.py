@@ -129,7 +129,10 @@ def test_other_handlers_are_not_asyncio_runners() -> None:
     assert not _compat.is_asyncio_runner_sigint_handler(None)
 
 
-@pytest.mark.skipif(sys.version_info >= (3, 11), reason="asyncio.Runner exists from 3.11")
+@pytest.mark.skipif(
+    sys.version_info >= (3, 11),
+    reason="from 3.11 asyncio.run() installs asyncio.Runner's handler: tested below",
+)
 def test_asyncio_run_installs_no_handler_before_3_11() -> None:
     async def handler_inside() -> object:
         return signal.getsignal(signal.SIGINT)
@@ -140,7 +143,7 @@ def test_asyncio_run_installs_no_handler_before_3_11() -> None:
     assert not _compat.is_asyncio_runner_sigint_handler(handler)
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.Runner exists from 3.11")
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="no asyncio.Runner before 3.11")
 def test_asyncio_runners_handler_is_recognised_and_cancels_the_main_task() -> None:
     seen: list[bool] = []
 

@@ -160,8 +160,15 @@ async def _an_async_generator() -> AsyncGenerator[None, None]:
     yield
 
 
-# The type of ``agen.aclose()``, an awaitable that is not a coroutine.
-_ACLOSE_TYPE = type(_an_async_generator().aclose())
+def _aclose_type() -> type:
+    # The type of ``agen.aclose()``, an awaitable that is not a coroutine. The
+    # sample is closed, since from 3.13 dropping it unawaited warns.
+    sample = _an_async_generator().aclose()
+    sample.close()
+    return type(sample)
+
+
+_ACLOSE_TYPE = _aclose_type()
 
 
 def finalizes_an_async_generator(task: asyncio.Task[Any]) -> bool:
