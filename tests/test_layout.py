@@ -153,3 +153,34 @@ def test_process_calls_module_is_the_same_in_both_packages() -> None:
         "edit packages/ori-concurrency/src/ori/concurrency/_process_calls.py and copy it "
         "to packages/ori-asyncio/src/ori/asyncio/_process_calls.py"
     )
+
+
+def _section(path: Path, heading: str) -> str:
+    """The lines from the comment line starting with *heading* to the next ``# ---`` line."""
+    lines = path.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(heading))
+    end = next(
+        (i for i in range(start + 1, len(lines)) if lines[i].startswith("# --- ")), len(lines)
+    )
+    return "\n".join(lines[start:end]).strip()
+
+
+@pytest.mark.parametrize(
+    ("concurrency_file", "asyncio_file", "heading"),
+    [
+        ("src/ori/concurrency/_compat.py", "src/ori/asyncio/_compat.py", "# --- process pools"),
+        ("tests/test_compat.py", "tests/test_compat.py", "# --- process pools"),
+        ("tests/concurrency_workers.py", "tests/asyncio_workers.py", "# --- for test_compat.py"),
+    ],
+)
+def test_process_pool_compat_section_is_the_same_in_both_packages(
+    concurrency_file: str, asyncio_file: str, heading: str
+) -> None:
+    # _process_calls.py imports these interpreter-detail wrappers from its own
+    # package's _compat.py, so those (and their tests) are kept identical too.
+    concurrency = ROOT / "packages/ori-concurrency" / concurrency_file
+    asyncio_copy = ROOT / "packages/ori-asyncio" / asyncio_file
+    assert _section(concurrency, heading) == _section(asyncio_copy, heading), (
+        f"the section {heading!r} of {concurrency} and {asyncio_copy} differ: "
+        "edit the ori-concurrency one and copy it over"
+    )

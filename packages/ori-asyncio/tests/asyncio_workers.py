@@ -6,9 +6,11 @@ live in a real module on sys.path (see the root conftest.py).
 
 from __future__ import annotations
 
+import multiprocessing.queues
 import os
+from typing import Any
 
-from ori.asyncio import asyncify_process
+from ori.asyncio import _compat, asyncify_process
 
 
 def cube(x: int) -> int:
@@ -65,3 +67,38 @@ def exit_or_cube(x: int) -> int:
     if x < 0:
         os._exit(5)
     return x * x * x
+
+
+# --- for test_compat.py: the process-pool details that _compat.py reads ------
+
+_release: Any = None
+
+
+def keep_release_event(event: Any) -> None:
+    """Pool initializer: keeps the event that :func:`pid_once_released` waits for."""
+    global _release
+    _release = event
+
+
+def pid_once_released() -> int:
+    """Waits until the test sets the initializer's event, so the call cannot end early."""
+    _release.wait()
+    return os.getpid()
+
+
+class RecordsBootstrapping:
+    """Remembers what ``bootstrapping_worker()`` said while a child process unpickled it."""
+
+    def __init__(self) -> None:
+        self.during_unpickling: bool | None = None  # stays None if never unpickled
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.during_unpickling = _compat.bootstrapping_worker()
+
+
+def report_bootstrapping(
+    record: RecordsBootstrapping, results: multiprocessing.queues.SimpleQueue[tuple[Any, ...]]
+) -> None:
+    """Child process target: what the flag said while starting up, and what it says now."""
+    results.put((record.during_unpickling, _compat.bootstrapping_worker()))

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 from ori.errors import OriInvalidStateError
 
 from ._awaitables import as_coroutine, discard
+from ._compat import is_wrong_loop_error
 from ._sigint import SigintGuard
 
 T = TypeVar("T")
@@ -223,7 +224,7 @@ def _note_wrong_loop(task: asyncio.Future[Any]) -> None:
     if task.cancelled() or sys.version_info < (3, 11):
         return
     exc = task.exception()
-    if isinstance(exc, RuntimeError) and "different" in str(exc) and "loop" in str(exc):
+    if exc is not None and is_wrong_loop_error(exc):
         exc.add_note(_WRONG_LOOP_NOTE)
 
 

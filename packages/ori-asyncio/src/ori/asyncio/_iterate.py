@@ -20,6 +20,7 @@ from ori.errors import OriValidationError
 from ori.errors.validation import describe
 
 from ._awaitables import aiter_of, check_async_iterable
+from ._compat import running_loop
 from ._drive import left_running
 from ._loops import finalize, join
 from ._sync import sync
@@ -52,7 +53,7 @@ def _retire(loop: asyncio.AbstractEventLoop, forced: bool) -> None:
     if forced:
         loop.close()
         return
-    if asyncio._get_running_loop() is None:
+    if running_loop() is None:
         finalize(loop)
         return
     helper = threading.Thread(target=finalize, args=(loop,), name="ori.asyncio-iterate-close")

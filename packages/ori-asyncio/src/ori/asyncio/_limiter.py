@@ -21,6 +21,8 @@ from types import TracebackType
 from ori.errors import OriInvalidStateError
 from ori.errors.validation import check_positive_int
 
+from ._compat import running_loop
+
 __all__ = ("ThreadLimiter", "default_thread_limiter")
 
 
@@ -130,7 +132,7 @@ class ThreadLimiter:
             self._hand_over_locked()
 
     def _hand_over_locked(self) -> None:
-        here = asyncio._get_running_loop()
+        here = running_loop()
         while self._waiters and self._borrowed < self._total:
             waiter = self._waiters.popleft()
             loop = waiter.get_loop()

@@ -37,8 +37,10 @@ import concurrent.futures
 import contextlib
 import os
 import threading
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
+
+from ._compat import finalizes_an_async_generator, nothing_queued, take_open_async_generators
 
 T = TypeVar("T")
 
@@ -169,19 +171,6 @@ async def _gather(awaitables: Sequence[Awaitable[Any]]) -> list[Any]:
     return await asyncio.gather(*awaitables, return_exceptions=True)
 
 
-async def _an_async_generator() -> AsyncGenerator[None, None]:
-    yield
-
-
-# The type of ``agen.aclose()``: a task running one is an async generator
-# being finalized (its finalizer hook queued it), not work to cancel.
-_ACLOSE_TYPE = type(_an_async_generator().aclose())
-
-
-def _finalizes_an_async_generator(task: asyncio.Task[Any]) -> bool:
-    return type(task.get_coro()) is _ACLOSE_TYPE
-
-
 def run_queued_callbacks(loop: asyncio.AbstractEventLoop) -> None:
     """Run, in one non-blocking pass, the callbacks already queued on the idle *loop*.
 
@@ -191,7 +180,7 @@ def run_queued_callbacks(loop: asyncio.AbstractEventLoop) -> None:
     for the next run of the loop. Loops without a ready queue (other
     implementations) always get the pass.
     """
-    if not getattr(loop, "_ready", True):
+    if nothing_queued(loop):
         return
     loop.stop()  # stop() first: run_forever() then makes exactly one pass
     loop.run_forever()
@@ -207,23 +196,19 @@ def cancel_leftovers(loop: asyncio.AbstractEventLoop, when: str) -> None:
     if not tasks:
         return
     for task in tasks:
-        if not _finalizes_an_async_generator(task):
+        if not finalizes_an_async_generator(task):
             task.cancel()
     loop.run_until_complete(_gather(tasks))
     _report(loop, tasks, when)
 
 
 def _close_open_asyncgens(loop: asyncio.AbstractEventLoop) -> None:
-    # The loop keeps the async generators first iterated on it in a weak set.
     # shutdown_asyncgens() would close them but also stop the loop from
     # accepting new ones, which a reused loop must keep doing, so this closes
-    # them the same way and leaves the loop usable. Loops that do not keep the
-    # set (other implementations) skip this step.
-    agens = getattr(loop, "_asyncgens", None)
-    if not agens:
+    # them the same way and leaves the loop usable.
+    closing = take_open_async_generators(loop)
+    if not closing:
         return
-    closing = list(agens)
-    agens.clear()
     results = loop.run_until_complete(_gather([agen.aclose() for agen in closing]))
     for agen, result in zip(closing, results, strict=True):
         if isinstance(result, Exception):

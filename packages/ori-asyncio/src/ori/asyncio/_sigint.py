@@ -28,27 +28,15 @@ installed is left alone.
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import importlib
 import signal
 import threading
 from collections.abc import Callable
 from types import FrameType
 from typing import Any, TypeGuard
 
-__all__ = ("SigintGuard",)
+from ._compat import getsignal, is_asyncio_runner_sigint_handler, setsignal
 
-# The C functions behind signal.getsignal() and signal.signal(). Those
-# wrappers convert handlers to enums by trial and error, which costs ten times
-# more than the switch itself, and sync() switches on every main-thread call.
-_getsignal: Callable[[int], Any]
-_setsignal: Callable[[int, Any], Any]
-try:
-    _c_signal = importlib.import_module("_signal")
-    _getsignal, _setsignal = _c_signal.getsignal, _c_signal.signal
-except (ImportError, AttributeError):  # pragma: no cover - no _signal module here
-    _getsignal, _setsignal = signal.getsignal, signal.signal
+__all__ = ("SigintGuard",)
 
 
 class SigintGuard:
@@ -96,7 +84,7 @@ class SigintGuard:
         if threading.current_thread() is not threading.main_thread():
             return None
         try:
-            current = _getsignal(signal.SIGINT)
+            current = getsignal(signal.SIGINT)
         except ValueError:  # pragma: no cover - signals unsupported here
             return None
         if _chains_to(current):
@@ -106,16 +94,16 @@ class SigintGuard:
         else:
             return None
         try:
-            _setsignal(signal.SIGINT, guard._handler)
+            setsignal(signal.SIGINT, guard._handler)
         except ValueError:  # pragma: no cover - not the main interpreter
             return None
         return guard
 
     def uninstall(self) -> None:
         """Put the previous handler back, unless someone replaced ours meanwhile."""
-        replaced = _setsignal(signal.SIGINT, self._restore)
+        replaced = setsignal(signal.SIGINT, self._restore)
         if replaced is not self._handler:  # not ours any more: put it back
-            _setsignal(signal.SIGINT, replaced)
+            setsignal(signal.SIGINT, replaced)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.count += 1
@@ -147,16 +135,8 @@ class SigintGuard:
             outer(signum, frame)
 
 
-_Runner: type | None = getattr(asyncio, "Runner", None)
-
-
 def _chains_to(handler: object) -> TypeGuard[Callable[[int, FrameType | None], Any]]:
     """True for handlers that cancel an outer awaitable: another guard, or asyncio.Runner's."""
     if isinstance(getattr(handler, "__self__", None), SigintGuard):
         return True
-    # asyncio.Runner.run() installs functools.partial(runner._on_sigint, main_task=...).
-    return (
-        _Runner is not None
-        and isinstance(handler, functools.partial)
-        and isinstance(getattr(handler.func, "__self__", None), _Runner)
-    )
+    return is_asyncio_runner_sigint_handler(handler)

@@ -27,6 +27,7 @@ from ori.errors.validation import check_callable, describe
 
 from . import _loops
 from ._awaitables import as_coroutine, check_awaitable, discard, loop_of
+from ._compat import running_loop
 from ._drive import left_running, run_here, run_in_helper, run_remote
 
 P = ParamSpec("P")
@@ -58,7 +59,7 @@ def _run_on(loop: asyncio.AbstractEventLoop, awaitable: Awaitable[T]) -> T:
             f"sync() cannot run the awaitable on {loop!r}: the event loop is closed; "
             "pass an open loop, or event_loop=None to let sync() choose one"
         )
-    running_here = asyncio._get_running_loop()
+    running_here = running_loop()
     if running_here is loop:
         discard(awaitable)
         raise OriInvalidStateError(
@@ -147,7 +148,7 @@ def sync(awaitable: Awaitable[T], event_loop: asyncio.AbstractEventLoop | None =
     if type(awaitable) is types.CoroutineType and event_loop is None:
         # The common case, kept short: a coroutine, no loop given.
         coroutine = cast("Coroutine[Any, Any, T]", awaitable)
-        if asyncio._get_running_loop() is None:
+        if running_loop() is None:
             return _run_cached(coroutine)
         return run_in_helper(asyncio.new_event_loop(), coroutine, finalize=_loops.finalize)
     check_awaitable(awaitable)
@@ -155,7 +156,7 @@ def sync(awaitable: Awaitable[T], event_loop: asyncio.AbstractEventLoop | None =
     if event_loop is None:
         if own_loop is None:
             coro = as_coroutine(awaitable)
-            if asyncio._get_running_loop() is None:
+            if running_loop() is None:
                 return _run_cached(coro)
             return run_in_helper(asyncio.new_event_loop(), coro, finalize=_loops.finalize)
         event_loop = own_loop

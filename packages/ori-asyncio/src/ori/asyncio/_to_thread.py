@@ -25,6 +25,7 @@ from ori.errors import OriValidationError
 from ori.errors.validation import check_positive_int, check_process_function, describe
 
 from ._awaitables import check_blocking_function
+from ._compat import executor_start_method
 from ._limiter import ThreadLimiter, default_thread_limiter
 from ._process_calls import ByReference, Call, call_in
 
@@ -272,9 +273,7 @@ def asyncify(
     def wrap(func: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
         check_blocking_function(func, "fn")
         if isinstance(checked_executor, concurrent.futures.ProcessPoolExecutor):
-            context = getattr(checked_executor, "_mp_context", None)
-            method = context.get_start_method() if context is not None else None
-            check_process_function(func, method)
+            check_process_function(func, executor_start_method(checked_executor))
 
         @functools.wraps(func)
         async def in_executor(*args: P.args, **kwargs: P.kwargs) -> R:

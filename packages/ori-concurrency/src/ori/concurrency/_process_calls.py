@@ -61,6 +61,8 @@ from ori.errors.remote import (
 )
 from ori.errors.validation import cloudpickle_available
 
+from ._compat import bootstrapping_worker, in_pool_manager_thread, pool_processes
+
 R = TypeVar("R")
 
 _PACKAGE = __name__.rpartition(".")[0]  # "ori.concurrency" or "ori.asyncio"
@@ -338,11 +340,11 @@ class _Pool:
         # The worker processes seen so far: the executor drops them from its own
         # dict once broken, maybe before the crash is described (that may happen
         # in the caller's thread while the executor tears itself down).
-        self.seen: dict[int, Any] = {}
+        self.seen: dict[int | None, Any] = {}
 
     def remember_workers(self) -> None:
         """Note the pool's current worker processes (after a submit started them)."""
-        self.seen.update(getattr(self.executor, "_processes", None) or {})
+        self.seen.update((process.pid, process) for process in pool_processes(self.executor))
 
     def crash_message(self, function: str) -> str:
         """What killed the pool, worded once for every call it held."""
@@ -360,9 +362,7 @@ class _Pool:
     def _inspect_workers(self, function: str) -> str:
         # Called from the executor's management thread, which fails the pool's
         # futures before it terminates the workers still alive: the dead ones
-        # are those whose sentinel is ready. ProcessPoolExecutor keeps its
-        # processes in the private _processes dict; without it the exit code
-        # is reported as unknown.
+        # are those whose sentinel is ready.
         self.remember_workers()
         processes = list(self.seen.values())
         # The executor may notice the death (its result pipe closing) a moment
@@ -391,10 +391,8 @@ class _Pool:
         self.started.close()
 
     def in_its_own_thread(self) -> bool:
-        """True when called from the executor's management thread (private attribute)."""
-        return (
-            getattr(self.executor, "_executor_manager_thread", None) is threading.current_thread()
-        )
+        """True when called from the executor's management thread."""
+        return in_pool_manager_thread(self.executor)
 
 
 def _refuse_while_bootstrapping(function: str) -> None:
@@ -406,10 +404,9 @@ def _refuse_while_bootstrapping(function: str) -> None:
     import. multiprocessing would refuse to start the pool's workers a moment
     later, after the pool's queues and locks exist (the dying worker then
     leaks their semaphores); refusing before anything exists prints the fix
-    on the worker's stderr instead. ``_inheriting`` is the private flag
-    multiprocessing's own check reads.
+    on the worker's stderr instead.
     """
-    if getattr(multiprocessing.current_process(), "_inheriting", False):
+    if bootstrapping_worker():
         main = getattr(sys.modules.get("__main__"), "__file__", None) or "the main module"
         raise OriInvalidStateError(
             f"{function} was called while this worker process was starting up and "
