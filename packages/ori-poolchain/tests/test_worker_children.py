@@ -23,7 +23,7 @@ def gone(pid: int, within: float = 10.0) -> bool:
             with open(f"/proc/{pid}/stat") as stat:
                 if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
                     return True
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # gone, even while being read
             return True
         time.sleep(0.02)
     return False

@@ -28,7 +28,7 @@ def process_gone(pid: int) -> bool:
     """True if *pid* no longer runs (gone, or a zombie nobody reaped yet)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone, even while being read
         return True
     return stat[stat.rfind(")") + 2 :].split()[0] in ("Z", "X")
 
