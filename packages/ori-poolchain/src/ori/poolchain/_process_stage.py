@@ -451,7 +451,7 @@ class ProcessStage(StageRuntime):
                 except Exception as exc:
                     self._unreadable_reply(lane, worker, indices, values, finished, exc)
                     return False
-                finished = self._deliver(reply, indices, values)
+                finished = self._deliver(reply, indices, values, len(data))
                 if reply[4]:
                     self.meter.add_busy(reply[3])  # the compute time the worker measured
                     lane.fast = reply[3] < PREFETCH_BELOW_SECONDS
@@ -494,7 +494,8 @@ class ProcessStage(StageRuntime):
         """Deliver replies already in the pipe; the new ``finished`` position."""
         with contextlib.suppress(Exception):
             while conn.poll():
-                finished = self._deliver(pickle.loads(conn.recv_bytes()), indices, values)
+                data = conn.recv_bytes()
+                finished = self._deliver(pickle.loads(data), indices, values, len(data))
         return finished
 
     def _unreadable_reply(
@@ -521,7 +522,8 @@ class ProcessStage(StageRuntime):
         )
         self._report_items(indices, values, range(finished, len(values)), exc, text)
 
-    def _deliver(self, reply: Reply, indices: Indices, values: list[Any]) -> int:
+    def _deliver(self, reply: Reply, indices: Indices, values: list[Any], nbytes: int) -> int:
+        """Hand on a reply's results (*nbytes*: its pickled size, their measure)."""
         first, results, errors, _, _ = reply
         end = first + len(results)
         if errors:
@@ -537,9 +539,13 @@ class ProcessStage(StageRuntime):
                 self._report_items(indices, values, (position,), exc, text)
             ok = [p for p in range(first, end) if p not in failed]
             if ok:
-                self.outlet.put([indices[p] for p in ok], [results[p - first] for p in ok])
+                self.outlet.put(
+                    [indices[p] for p in ok],
+                    [results[p - first] for p in ok],
+                    nbytes * len(ok) // len(results),
+                )
         elif results:
-            self.outlet.put(indices[first:end], results)
+            self.outlet.put(indices[first:end], results, nbytes)
         return end
 
     def _fail_setup(self, exc: BaseException, text: str) -> None:

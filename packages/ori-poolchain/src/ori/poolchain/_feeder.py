@@ -1,0 +1,250 @@
+"""The feeder: the one thread of a run that reads the input.
+
+Data flow::
+
+    source --(feeder: slices, while the window and the byte budget have room)-->
+        stage 1 queue
+    end of the input, or the exception it raised --(SourceEnd)--> run output queue
+
+Reading the input in a thread of its own means that a source that blocks (a
+queue, a socket, a message broker, a slow file) never holds back results that
+are already done: the consumer only ever waits on the output queue. Only this
+thread touches the source, so it is still read by one thread at a time, and the
+generator is finalized here too when the feeder lets go of it.
+
+Admission (backpressure lives here): the feeder pulls only while
+
+* the items in flight (read and not yet handed out or skipped) are fewer than
+  the item window (``max_in_flight``, or what the stages can hold), and
+* those items, each counted at the largest average size items were measured at
+  anywhere in the chain (the input or any stage's results), fit in the byte
+  budget (``max_memory``). Counting every item at its largest size keeps the
+  bound when a stage makes items bigger (download, decode); an item larger
+  than the whole budget still goes through, alone.
+
+Sizes are only known once items were produced, so until every stage has
+finished an item the feeder lets in at most what the first stage can work on at
+once (one batch per worker; the *probe*): enough for the first results to come
+quickly, too few to blow the budget before the sizes are known.
+
+Slices adapt to the source: a source that yields at once is read in slices of
+the first stage's batch size (one queue hand-off per batch), a slow one item by
+item (each enters the chain the moment it exists).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import itertools
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from ._chunking import Sizer
+from ._context import RunContext, SourceEnd
+from ._sizes import batch_nbytes
+from ._stages import StageRuntime
+
+SLICE_TARGET_SECONDS = 0.0005  # a slice of the input holds its first item at most this long
+MAX_SLICE = 4096
+WEIGH_SECONDS = 0.005  # how often the item sizes measured by the stages are looked at
+RECHECK_SECONDS = 0.05  # a sleeping feeder looks again this often even if nobody wakes it
+JOIN_STEP_SECONDS = 0.01  # close() looks this often whether the feeder is stuck in the source
+
+
+class _Point:
+    """The size of the items at one point of the chain: recent averages."""
+
+    __slots__ = ("items", "nbytes", "size")
+
+    def __init__(self) -> None:
+        self.items = 0  # counts at the previous look
+        self.nbytes = 0
+        self.size = 0.0  # bytes per item: rises at once, falls by halves
+
+    def update(self, items: int, nbytes: int) -> None:
+        if items <= self.items:
+            return
+        recent = (nbytes - self.nbytes) / (items - self.items)
+        self.items, self.nbytes = items, nbytes
+        self.size = recent if recent >= self.size else (self.size + recent) / 2
+
+
+class Feeder:
+    """Reads the source into the first stage from a thread of its own.
+
+    The consumer writes :attr:`waiting` and calls :meth:`nudge` when it made
+    room; :meth:`stop` and :meth:`join` come from whichever thread closes the
+    run. Holds no reference to the consumer, so the run can still be collected.
+    """
+
+    def __init__(
+        self,
+        source: Iterator[Any],
+        stages: Sequence[StageRuntime],
+        ctx: RunContext,
+        *,
+        max_in_flight: int | None,
+        max_memory: int | None,
+    ) -> None:
+        self._source: Iterator[Any] | None = source
+        self._stages = stages
+        self._ctx = ctx
+        self._fixed_window = max_in_flight
+        self._budget = max_memory
+        # Results done but waiting for an earlier one (ordered runs); the
+        # consumer writes it, the window grows with it (see _window).
+        self.waiting = 0
+        self._stopped = False
+        self._reading = False  # inside the source: cannot be woken up
+        self._asleep = False
+        self._wakeup = threading.Event()
+        self._points = [_Point() for _ in range(len(stages) + 1)]  # input, each stage
+        self._weight = 0.0  # the largest of their sizes
+        self._probing = max_memory is not None
+        self._next_weigh = 0.0
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the feeder thread (in a copy of the caller's context variables)."""
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run,
+            args=(self._main,),
+            name=f"{self._ctx.name}-feeder",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def nudge(self) -> None:
+        """The consumer made room (handed out, skipped, results now waiting)."""
+        if self._asleep:
+            self._wakeup.set()
+
+    def stop(self) -> None:
+        """Pull no more (any thread; never blocks)."""
+        self._stopped = True
+        self._wakeup.set()
+
+    def join(self, deadline: float) -> None:
+        """Wait until *deadline* (monotonic) for the feeder thread to exit.
+
+        Once stopped, the feeder exits at once unless it is inside the source,
+        which nothing can interrupt: then it is not waited for. It is a daemon
+        thread holding nothing but the source, and it exits as soon as the
+        source returns, dropping what it read.
+        """
+        thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return
+        while thread.is_alive() and not self._reading:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            thread.join(min(left, JOIN_STEP_SECONDS))
+
+    # -- the feeder thread ------------------------------------------------------
+
+    def _main(self) -> None:
+        ctx = self._ctx
+        stats = ctx.stats
+        stage = self._stages[0]
+        submit = stage.submit
+        hint = stage.sizer
+        source = self._source
+        assert source is not None
+        self._source = None  # from now on only this frame holds it: finalized here
+        pace = Sizer(None, target_seconds=SLICE_TARGET_SECONDS, maximum=MAX_SLICE)
+        pace.size = MAX_SLICE  # until the source proves slow, slices are the first stage's
+        clock = time.perf_counter
+        index = 0
+        error: BaseException | None = None
+        try:
+            while not (self._stopped or ctx.stopping):
+                room = self._room()
+                if room <= 0:
+                    self._sleep()
+                    continue
+                take = min(room, hint.size, pace.size)
+                values: list[Any] = []
+                began = clock()
+                self._reading = True
+                try:
+                    values.extend(itertools.islice(source, take))
+                except BaseException as exc:  # raised after the results before it
+                    error = exc
+                finally:
+                    self._reading = False
+                got = len(values)
+                if ctx.stopping:
+                    return  # the run is closing: what was read goes nowhere
+                if got:
+                    pace.report(got, clock() - began)
+                    nbytes = batch_nbytes(values)
+                    stats.pulled_bytes += nbytes
+                    self._points[0].update(index + got, stats.pulled_bytes)
+                    self._weight = max(self._weight, self._points[0].size)
+                    stats.pulled = index + got  # before stage 1 can finish them
+                    submit((range(index, index + got), values))
+                    index += got
+                    stats.tick()
+                if error is not None or got < take:
+                    ctx.out_queue.put(SourceEnd(index, error))
+                    return
+        except BaseException as exc:  # an Ori bug: fail the run rather than hang it
+            ctx.fail(stage.label, exc)
+        finally:
+            del source, error
+
+    def _sleep(self) -> None:
+        """Wait for the consumer to make room (or for a look now and then)."""
+        self._wakeup.clear()
+        self._asleep = True  # the consumer sees this, or we see its room below
+        try:
+            if self._room() <= 0 and not (self._stopped or self._ctx.stopping):
+                self._wakeup.wait(RECHECK_SECONDS)
+        finally:
+            self._asleep = False
+
+    def _window(self) -> int:
+        if self._fixed_window is not None:
+            return self._fixed_window
+        # Twice what the stages can hold (each worker busy with one batch and
+        # one queued), plus four items of slack per worker: stages of equal
+        # speed in a row drift apart, and the first must not run dry...
+        window = sum(2 * stage.capacity() + 4 * stage.workers for stage in self._stages)
+        # ...and, in order, results done but waiting for a slower item before
+        # them do not stop new work until they are as many again: one slow
+        # item must not starve every stage (memory stays within twice this).
+        return window + min(self.waiting, window)
+
+    def _room(self) -> int:
+        """How many more items may enter the chain now."""
+        stats = self._ctx.stats
+        in_flight = stats.pulled - stats.handed_out - stats.skipped
+        room = self._window() - in_flight
+        budget = self._budget
+        if budget is None or room <= 0:
+            return room
+        if self._probing:
+            self._probing = not all(sum(stage.meter.totals()[:2]) for stage in self._stages)
+            self._weigh()  # at every look until the sizes are known, and once more then
+            if self._probing:
+                room = min(room, self._stages[0].capacity() - in_flight)
+        elif time.perf_counter() >= self._next_weigh:
+            self._weigh()
+        weight = self._weight
+        if weight > 0:
+            room = min(room, int((budget - in_flight * weight) // weight))
+        # Nothing in flight: one item goes in, however large.
+        return room if in_flight > 0 or room > 0 else 1
+
+    def _weigh(self) -> None:
+        """Refresh the largest item size from what the stages measured."""
+        self._next_weigh = time.perf_counter() + WEIGH_SECONDS
+        weight = self._points[0].size
+        for stage, point in zip(self._stages, self._points[1:], strict=True):
+            point.update(*stage.meter.output())
+            weight = max(weight, point.size)
+        self._weight = weight
