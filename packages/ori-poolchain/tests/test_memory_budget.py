@@ -72,8 +72,25 @@ def test_max_memory_accepts_ints_and_amounts_with_units(value: object, expected:
 
 @pytest.mark.parametrize(
     "value",
-    [0, -1, True, False, 1.5, 1e9, "", "MiB", "12 parsecs", "1.5.2MB", "0.1B", "0 KiB", "-5MB",
-     "1e9", "1 M", [], b"1MB"],
+    [
+        0,
+        -1,
+        True,
+        False,
+        1.5,
+        1e9,
+        "",
+        "MiB",
+        "12 parsecs",
+        "1.5.2MB",
+        "0.1B",
+        "0 KiB",
+        "-5MB",
+        "1e9",
+        "1 M",
+        [],
+        b"1MB",
+    ],
 )
 def test_bad_max_memory_is_refused_before_anything_starts(value: object) -> None:
     read: list[int] = []
@@ -95,15 +112,17 @@ def test_bad_max_memory_is_refused_before_anything_starts(value: object) -> None
 
 
 def test_the_default_budget_is_256_mib_and_shown_in_stats() -> None:
-    assert DEFAULT_MAX_MEMORY == 256 * MiB
+    assert 256 * MiB == DEFAULT_MAX_MEMORY
     chain = PoolChain().add_threadpool(mw.same)
     assert chain.execute_eager(range(10)) == list(range(10))
     stats = chain.stats
-    assert stats is not None and stats.max_memory == 256 * MiB
+    assert stats is not None
+    assert stats.max_memory == 256 * MiB
     assert "max_memory 256 MiB" in stats.report()
     chain.execute_eager(range(10), max_memory=None)
     stats = chain.stats
-    assert stats is not None and stats.max_memory is None
+    assert stats is not None
+    assert stats.max_memory is None
     assert "no max_memory" in stats.report()
 
 
@@ -213,7 +232,8 @@ def test_an_item_larger_than_the_budget_goes_through_alone() -> None:
     # The item being made and, at most, the one the caller holds.
     assert most_ahead <= 2
     stats = chain.stats
-    assert stats is not None and stats.items_out == 30
+    assert stats is not None
+    assert stats.items_out == 30
 
 
 @pytest.mark.parametrize("ordered", [True, False])
@@ -251,4 +271,5 @@ def test_peak_bytes_of_a_finished_run_and_the_report() -> None:
     assert stats is not None
     assert 0 < stats.peak_bytes_in_flight <= 10 * MiB
     assert stats.bytes_in_flight == 0  # nothing is in flight after the end
-    assert "peak " in stats.report() and "(max_memory 8 MiB)" in stats.report()
+    assert "peak " in stats.report()
+    assert "(max_memory 8 MiB)" in stats.report()

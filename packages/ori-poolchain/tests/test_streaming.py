@@ -165,7 +165,8 @@ def test_source_is_read_by_one_feeder_thread_and_finalized_there() -> None:
     assert chain.execute_eager(source()) == [2 * i + 1 for i in range(300)]
     assert len(readers) == 1
     (reader,) = readers
-    assert reader.startswith("ori-poolchain-") and reader.endswith("-feeder")
+    assert reader.startswith("ori-poolchain-")
+    assert reader.endswith("-feeder")
     assert finalized_in == [reader]
     # An input dropped early (break) is finalized by its reader too.
     finalized_in.clear()

@@ -22,14 +22,19 @@ Admission (backpressure lives here): the feeder pulls only while
   bound when a stage makes items bigger (download, decode); an item larger
   than the whole budget still goes through, alone.
 
-Sizes are only known once items were produced, so until every stage has
-finished an item the feeder lets in at most what the first stage can work on at
+Sizes are only known once items were produced, so until the first stage has
+finished an item the feeder lets in at most what that stage can work on at
 once (one batch per worker; the *probe*): enough for the first results to come
-quickly, too few to blow the budget before the sizes are known.
+quickly, too few to blow the budget before the sizes are known. (Stages are
+usually where items grow: a download, a decode. Growth in a later stage is
+seen at its first results, a few milliseconds later.)
 
 Slices adapt to the source: a source that yields at once is read in slices of
 the first stage's batch size (one queue hand-off per batch), a slow one item by
-item (each enters the chain the moment it exists).
+item (each enters the chain the moment it exists). When a source blocks in the
+middle of a slice, the consumer, which waits for results meanwhile, sends on
+what the slice already holds after ``FLUSH_SECONDS`` (:meth:`Feeder.flush`),
+so no item waits for the source to yield the next one.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ SLICE_TARGET_SECONDS = 0.0005  # a slice of the input holds its first item at mo
 MAX_SLICE = 4096
 WEIGH_SECONDS = 0.005  # how often the item sizes measured by the stages are looked at
 RECHECK_SECONDS = 0.05  # a sleeping feeder looks again this often even if nobody wakes it
+FLUSH_SECONDS = 0.002  # a slice blocked this long sends on what it already read
 JOIN_STEP_SECONDS = 0.01  # close() looks this often whether the feeder is stuck in the source
 
 
@@ -98,6 +104,12 @@ class Feeder:
         self.waiting = 0
         self._stopped = False
         self._reading = False  # inside the source: cannot be woken up
+        # The slice being read (see flush), under the lock with the indices.
+        self._lock = threading.Lock()
+        self._slice: list[Any] | None = None
+        self._slice_began = 0.0
+        self._flushed = 0  # items of the open slice the consumer already sent on
+        self._next_index = 0
         self._asleep = False
         self._wakeup = threading.Event()
         self._points = [_Point() for _ in range(len(stages) + 1)]  # input, each stage
@@ -148,17 +160,14 @@ class Feeder:
 
     def _main(self) -> None:
         ctx = self._ctx
-        stats = ctx.stats
-        stage = self._stages[0]
-        submit = stage.submit
-        hint = stage.sizer
+        hint = self._stages[0].sizer
         source = self._source
         assert source is not None
         self._source = None  # from now on only this frame holds it: finalized here
         pace = Sizer(None, target_seconds=SLICE_TARGET_SECONDS, maximum=MAX_SLICE)
         pace.size = MAX_SLICE  # until the source proves slow, slices are the first stage's
         clock = time.perf_counter
-        index = 0
+        lock = self._lock
         error: BaseException | None = None
         try:
             while not (self._stopped or ctx.stopping):
@@ -168,7 +177,10 @@ class Feeder:
                     continue
                 take = min(room, hint.size, pace.size)
                 values: list[Any] = []
-                began = clock()
+                with lock:
+                    self._slice = values
+                    self._flushed = 0
+                    self._slice_began = began = clock()
                 self._reading = True
                 try:
                     values.extend(itertools.islice(source, take))
@@ -176,26 +188,58 @@ class Feeder:
                     error = exc
                 finally:
                     self._reading = False
-                got = len(values)
-                if ctx.stopping:
-                    return  # the run is closing: what was read goes nowhere
+                with lock:
+                    self._slice = None
+                    got = len(values) + self._flushed
+                    if ctx.stopping:
+                        return  # the run is closing: what was read goes nowhere
+                    if values:
+                        self._send(values)
                 if got:
                     pace.report(got, clock() - began)
-                    nbytes = batch_nbytes(values)
-                    stats.pulled_bytes += nbytes
-                    self._points[0].update(index + got, stats.pulled_bytes)
-                    self._weight = max(self._weight, self._points[0].size)
-                    stats.pulled = index + got  # before stage 1 can finish them
-                    submit((range(index, index + got), values))
-                    index += got
-                    stats.tick()
+                    ctx.stats.tick()
                 if error is not None or got < take:
-                    ctx.out_queue.put(SourceEnd(index, error))
+                    ctx.out_queue.put(SourceEnd(self._next_index, error))
                     return
         except BaseException as exc:  # an Ori bug: fail the run rather than hang it
-            ctx.fail(stage.label, exc)
+            ctx.fail(self._stages[0].label, exc)
         finally:
             del source, error
+
+    def _send(self, values: list[Any]) -> None:
+        """Give items read from the source to the first stage (lock held)."""
+        stats = self._ctx.stats
+        index = self._next_index
+        got = len(values)
+        stats.pulled_bytes += batch_nbytes(values)
+        self._points[0].update(index + got, stats.pulled_bytes)
+        self._weight = max(self._weight, self._points[0].size)
+        self._next_index = stats.pulled = index + got  # before stage 1 can finish them
+        self._stages[0].submit((range(index, index + got), values))
+
+    def stuck(self) -> bool:
+        """Whether items the source yielded wait for it to yield more (consumer)."""
+        return self._reading and bool(self._slice)
+
+    def flush(self) -> None:
+        """Send on the items of a slice whose source has been blocked a while (consumer).
+
+        The feeder reads the source a slice at a time; when the source blocks
+        in the middle of one, what it yielded before must not wait with it.
+        Only the list the slice is read into is touched here, never the
+        source: the feeder thread is blocked inside it, and sends the rest
+        of the slice itself once the source returns.
+        """
+        if time.perf_counter() - self._slice_began < FLUSH_SECONDS:
+            return
+        with self._lock:
+            values = self._slice
+            if not self._reading or not values:
+                return
+            taken = values[:]
+            del values[: len(taken)]  # the source may append meanwhile: only these go
+            self._flushed += len(taken)
+            self._send(taken)
 
     def _sleep(self) -> None:
         """Wait for the consumer to make room (or for a look now and then)."""
@@ -228,7 +272,8 @@ class Feeder:
         if budget is None or room <= 0:
             return room
         if self._probing:
-            self._probing = not all(sum(stage.meter.totals()[:2]) for stage in self._stages)
+            first = self._stages[0].meter.totals()
+            self._probing = first[0] + first[1] == 0  # nothing out or failed yet
             self._weigh()  # at every look until the sizes are known, and once more then
             if self._probing:
                 room = min(room, self._stages[0].capacity() - in_flight)

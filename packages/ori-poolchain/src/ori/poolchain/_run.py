@@ -43,7 +43,7 @@ from ._budget import DEFAULT_MAX_MEMORY
 from ._context import RUN_FAILURE, Message, RunContext, SourceEnd
 from ._errors import ErrorRecord, exception_for
 from ._executor_stage import ExecutorStage
-from ._feeder import Feeder
+from ._feeder import FLUSH_SECONDS, Feeder
 from ._future_stage import FutureStage
 from ._policy import Failure
 from ._process_stage import ProcessStage
@@ -261,9 +261,14 @@ class _Engine:
         wait_for = HEALTH_CHECK_SECONDS
         if self._watch:
             wait_for = max(0.0, min(wait_for, self._next_check - time.monotonic()))
+        feeder = self._feeder
+        if feeder.stuck():  # items the source yielded wait for it: send them on soon
+            feeder.flush()
+            wait_for = min(wait_for, FLUSH_SECONDS)
         try:
             message = self.ctx.out_queue.get(timeout=wait_for)
         except queue.Empty:
+            feeder.flush()
             if self._watch:
                 self._check_deadlines()
             for stage in self.stages:
