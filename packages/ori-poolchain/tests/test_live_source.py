@@ -13,17 +13,23 @@ import itertools
 import multiprocessing
 import queue
 import random
+import signal
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import poolchain_memory_workers as mw
 import poolchain_workers as workers
 import pytest
+from poolchain_children import ready_child
 
 from ori.poolchain import PoolChain
 
 START_METHODS = multiprocessing.get_all_start_methods()
+TESTS_DIR = Path(__file__).resolve().parent
 RELEASE_SECONDS = 20.0  # a broken design waits this long, then the test fails
 REPEATS = 5  # fault tests repeat enough to catch a one-in-three hang
 
@@ -273,3 +279,52 @@ def test_an_infinite_live_source_with_processes_stops_on_close() -> None:
         with chain.execute_lazy(ticking()) as run:
             assert list(itertools.islice(run, 500)) == [2 * i for i in range(500)]
         wait_for_no_feeder()
+
+
+CTRL_C_CHILD = """
+import multiprocessing, sys, threading, time
+sys.path.insert(0, {tests!r})
+import poolchain_workers as w
+from ori.poolchain import PoolChain
+
+
+def live():
+    i = 0
+    while True:
+        time.sleep(0.01)  # a live input: an item every 10 ms
+        yield i
+        i += 1
+
+
+if __name__ == "__main__":
+    chain = (
+        PoolChain()
+        .add_threadpool(w.sleepy_identity, max_workers=2)
+        .add_processpool(w.double, max_workers=2, start_method={method!r})
+    )
+    try:
+        for count, value in enumerate(chain.execute_lazy(live())):
+            if count == 5:
+                print("READY", flush=True)
+    except KeyboardInterrupt:
+        # The feeder leaves once the input yields again (within 10 ms).
+        deadline = time.monotonic() + 10
+        while threading.active_count() > 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        left = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+        print("INTERRUPTED", multiprocessing.active_children(), left, flush=True)
+        sys.exit(0)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("method", START_METHODS)
+def test_ctrl_c_with_a_live_source_leaves_nothing_behind(method: str, tmp_path: Path) -> None:
+    script = tmp_path / "live_child.py"
+    script.write_text(textwrap.dedent(CTRL_C_CHILD).format(tests=str(TESTS_DIR), method=method))
+    for _ in range(3):
+        with ready_child(script) as child:
+            child.send_signal(signal.SIGINT)
+            out, err = child.communicate(timeout=60)
+        assert child.returncode == 0, err
+        assert out.strip() == "INTERRUPTED [] []", out + err

@@ -455,7 +455,9 @@ class ProcessStage(StageRuntime):
                 if reply[4]:
                     self.meter.add_busy(reply[3])  # the compute time the worker measured
                     lane.fast = reply[3] < PREFETCH_BELOW_SECONDS
-                    self.sizer.report(finished, reply[3], nbytes * finished // len(values))
+                    # Big results, not only big arguments, keep chunks small.
+                    sent = max(nbytes * finished // len(values), len(data))
+                    self.sizer.report(finished, reply[3], sent)
                     # A worker may hand back the end of a chunk that got slow.
                     self._requeue(indices, values, list(range(finished, len(values))))
                     return True
