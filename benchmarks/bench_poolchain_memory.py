@@ -188,7 +188,7 @@ def _run_child(who: str, size_mib: int, take: int) -> tuple[float, float | None]
 
 def memory_rows(quick: bool) -> list[Row]:
     rows: list[Row] = []
-    ratio_rows: list[Row] = []
+    ratios: list[tuple[float, str]] = []
     take = 5 if quick else TAKE
     names = {
         "ori default": "ori PoolChain, default max_memory (256MiB)",
@@ -212,18 +212,24 @@ def memory_rows(quick: bool) -> list[Row]:
             inputs = "infinite input" if who.startswith("ori") else f"{FINITE[size_mib]} items"
             rows.append(Row(bench, name, growth, "MiB", note=f"{inputs}, {take} taken"))
             if ratio is not None:
-                ratio_rows.append(
-                    Row(
-                        "peak bytes in flight / max_memory",
-                        f"{name}, {size_mib} MiB items",
-                        ratio,
-                        "x",
-                        target=1.25,
-                        comparable=False,
-                        note="ChainStats.peak_bytes_in_flight divided by the budget",
-                    )
-                )
-    return rows + ratio_rows
+                ratios.append((ratio, f"{who} {size_mib} MiB: {ratio:.2f}"))
+    if not ratios:
+        return rows
+    # One figure, the worst: the target must hold for every run.
+    worst = max(ratio for ratio, _ in ratios)
+    return [
+        *rows,
+        Row(
+            "peak bytes in flight / max_memory (worst Ori run above)",
+            "ori PoolChain",
+            worst,
+            "x",
+            low=min(ratio for ratio, _ in ratios),
+            high=worst,
+            target=1.25,
+            note="ChainStats.peak_bytes_in_flight / budget; " + ", ".join(t for _, t in ratios),
+        ),
+    ]
 
 
 def _importable(name: str) -> bool:

@@ -55,6 +55,11 @@ SLICE_TARGET_SECONDS = 0.0005  # a slice of the input holds its first item at mo
 MAX_SLICE = 4096
 WEIGH_SECONDS = 0.005  # how often the item sizes measured by the stages are looked at
 RECHECK_SECONDS = 0.05  # a sleeping feeder looks again this often even if nobody wakes it
+# ...and this often during the probe's first second: its end (the first
+# stage's first items done) is seen by nobody else, and the first stage must
+# not wait for it (a first item slower than that may wait a little).
+PROBE_RECHECK_SECONDS = 0.001
+PROBE_FAST_SECONDS = 1.0
 FLUSH_SECONDS = 0.002  # a slice blocked this long sends on what it already read
 JOIN_STEP_SECONDS = 0.01  # close() looks this often whether the feeder is stuck in the source
 
@@ -247,7 +252,9 @@ class Feeder:
         self._asleep = True  # the consumer sees this, or we see its room below
         try:
             if self._room() <= 0 and not (self._stopped or self._ctx.stopping):
-                self._wakeup.wait(RECHECK_SECONDS)
+                young = time.perf_counter() - self._ctx.stats.started < PROBE_FAST_SECONDS
+                fast = self._probing and young
+                self._wakeup.wait(PROBE_RECHECK_SECONDS if fast else RECHECK_SECONDS)
         finally:
             self._asleep = False
 

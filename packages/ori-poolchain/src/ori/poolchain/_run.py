@@ -426,7 +426,9 @@ class PoolChainRun(Iterator[Any]):
     Iterate it from one thread at a time. Each ``next()`` blocks until the next
     result is ready (input order by default, completion order for
     ``ordered=False``). Work starts as soon as the run is created and goes on
-    while the caller is busy, up to ``max_in_flight`` items ahead.
+    while the caller is busy, up to ``max_in_flight`` items and ``max_memory``
+    bytes ahead. The input is read by a feeder thread of the run, so a next()
+    never waits for the input while results are done.
 
     ``iter(run)`` returns the run's internal iterator rather than the run
     itself, so that ``for`` loops run at C speed per item; both share one

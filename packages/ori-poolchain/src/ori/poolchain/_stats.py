@@ -334,11 +334,13 @@ class RunStats:
     the stage runtimes only until :meth:`finish`, and never to the iterator.
     """
 
-    def __init__(self, max_memory: int | None = None) -> None:
+    def __init__(self) -> None:
         self.started = time.perf_counter()
-        self.max_memory = max_memory
-        self.pulled = 0  # written by the feeder only
-        self.pulled_bytes = 0  # written by the feeder only
+        self.max_memory: int | None = None  # the run's byte budget, for the report
+        # Written under the feeder's lock (by the feeder, or by the consumer
+        # sending on the items of a slice whose source blocked).
+        self.pulled = 0
+        self.pulled_bytes = 0
         self.handed_out = 0  # written by the consumer only
         self.skipped = 0  # written by the consumer only
         self._meters: list[StageMeter] = []
