@@ -328,3 +328,33 @@ def test_ctrl_c_with_a_live_source_leaves_nothing_behind(method: str, tmp_path: 
             out, err = child.communicate(timeout=60)
         assert child.returncode == 0, err
         assert out.strip() == "INTERRUPTED [] []", out + err
+
+
+@pytest.mark.parametrize(
+    "data", [list(range(300)), tuple(range(300)), range(300), dict.fromkeys(range(300))]
+)
+def test_an_input_in_memory_is_read_by_the_consumer_without_a_feeder_thread(
+    data: object,
+) -> None:
+    # It cannot block, so it needs no thread of its own; the bounds still apply.
+    chain = PoolChain().add_threadpool(workers.double, max_workers=2)
+    with chain.execute_lazy(data, max_in_flight=20) as run:  # type: ignore[arg-type]
+        first = next(run)
+        assert feeder_threads() == []
+        stats = run.stats
+        assert stats.items_in - stats.items_out <= 20
+        rest = list(run)
+    assert [first, *rest] == [2 * i for i in range(300)]
+
+
+def test_an_input_in_memory_that_breaks_raises_after_the_results_before_it() -> None:
+    data = dict.fromkeys(range(5))
+
+    def grow(x: int) -> int:
+        data[100 + x] = None  # changes the dict while the run reads it
+        return x
+
+    seen: list[int] = []
+    with pytest.raises(RuntimeError, match="changed size"):
+        seen.extend(PoolChain().add_threadpool(grow, max_workers=1).execute_lazy(data))
+    assert seen == sorted(seen)  # in input order, those read before it broke

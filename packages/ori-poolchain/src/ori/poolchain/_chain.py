@@ -636,11 +636,13 @@ class PoolChain:
         """Start streaming *iterable* through the chain; return an iterator of results.
 
         Work begins before this returns: worker processes and threads start and
-        the first items enter the chain. The input is read by one thread of the
-        run (never two at once, and not the calling thread, so that an input
-        that blocks never delays results that are done) and only as far ahead
-        as *max_in_flight* and *max_memory* allow, so infinite inputs such as
-        ``itertools.count()`` work and memory stays flat for any input length.
+        the first items enter the chain. The input is read only as far ahead as
+        *max_in_flight* and *max_memory* allow, so infinite inputs such as
+        ``itertools.count()`` work and memory stays flat for any input length;
+        an input that could block (a generator, a file, a queue) is read by a
+        feeder thread of the run, never two threads at once, so that it never
+        delays results that are done; a list, tuple, range, dict, set, str or
+        bytes (which cannot block) is read by the thread iterating the run.
 
         Iterate the result from one thread at a time; each ``next()`` blocks
         until a result is ready. Under the ``"raise"`` policy (the default),

@@ -10,7 +10,10 @@ Reading the input in a thread of its own means that a source that blocks (a
 queue, a socket, a message broker, a slow file) never holds back results that
 are already done: the consumer only ever waits on the output queue. Only this
 thread touches the source, so it is still read by one thread at a time, and the
-generator is finalized here too when the feeder lets go of it.
+generator is finalized here too when the feeder lets go of it. An input already
+in memory (the iterator of a list, tuple, range, dict, set, str or bytes)
+cannot block: it gets no thread, and the consumer reads it as room appears
+(:meth:`Feeder.nudge`), which saves a thread hop per slice.
 
 Admission (backpressure lives here): the feeder pulls only while
 
@@ -43,7 +46,7 @@ import contextvars
 import itertools
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from ._chunking import Sizer
@@ -62,6 +65,24 @@ PROBE_RECHECK_SECONDS = 0.001
 PROBE_FAST_SECONDS = 1.0
 FLUSH_SECONDS = 0.002  # a slice blocked this long sends on what it already read
 JOIN_STEP_SECONDS = 0.01  # close() looks this often whether the feeder is stuck in the source
+
+
+# Iterators over data already in memory: reading them cannot block, so the
+# consumer reads them itself, as room appears (no thread hop per slice).
+_EXAMPLES: tuple[Iterable[Any], ...] = (
+    [],
+    (),
+    range(0),
+    range(1 << 64),
+    {},
+    {}.values(),
+    {}.items(),
+    set(),
+    "",
+    b"",
+    bytearray(),
+)
+IN_MEMORY = frozenset(type(iter(example)) for example in _EXAMPLES)
 
 
 class _Point:
@@ -122,9 +143,24 @@ class Feeder:
         self._probing = max_memory is not None
         self._next_weigh = 0.0
         self._thread: threading.Thread | None = None
+        # An input already in memory is read by the consumer (see fill).
+        self.inline = type(source) in IN_MEMORY
+        self._ended = False
+
+    @property
+    def probing(self) -> bool:
+        """Whether sizes are still unknown (the first stage has finished nothing)."""
+        return self._probing
 
     def start(self) -> None:
-        """Start the feeder thread (in a copy of the caller's context variables)."""
+        """Start the feeder thread (in a copy of the caller's context variables).
+
+        An input already in memory gets no thread: its first slices are read
+        here and the rest by the consumer's :meth:`nudge`.
+        """
+        if self.inline:
+            self._fill()
+            return
         context = contextvars.copy_context()
         self._thread = threading.Thread(
             target=context.run,
@@ -136,8 +172,35 @@ class Feeder:
 
     def nudge(self) -> None:
         """The consumer made room (handed out, skipped, results now waiting)."""
-        if self._asleep:
+        if self.inline:
+            self._fill()
+        elif self._asleep:
             self._wakeup.set()
+
+    def _fill(self) -> None:
+        """Read an input already in memory while there is room (consumer's thread)."""
+        if self._ended or self._stopped or self._ctx.stopping:
+            return
+        source = self._source
+        assert source is not None
+        hint = self._stages[0].sizer
+        try:
+            while (room := self._room()) > 0:
+                take = min(room, hint.size)
+                values = list(itertools.islice(source, take))
+                if values:
+                    with self._lock:
+                        self._send(values)
+                if len(values) < take:
+                    self._end(None)
+                    return
+        except Exception as exc:  # e.g. a dict changed size while read: after the rest
+            self._end(exc)
+
+    def _end(self, error: BaseException | None) -> None:
+        self._ended = True
+        self._source = None
+        self._ctx.out_queue.put(SourceEnd(self._next_index, error))
 
     def stop(self) -> None:
         """Pull no more (any thread; never blocks)."""

@@ -6,8 +6,10 @@ Data flow::
         --> stage 2 queue --> lanes --> ... --> output queue --(consumer)-->
         reorder by index (ordered runs) --> ready --> caller
 
-The feeder (``_feeder.py``) is the only thread that touches the source, and it
-lets items in only while the item window and the byte budget have room
+The feeder (``_feeder.py``) is the only thread that touches the source (for an
+input already in memory, which cannot block, the consumer reads it through the
+feeder's admission instead), and it lets items in only while the item window
+and the byte budget have room
 (backpressure: the queues can then be unbounded and no put ever blocks). The
 consumer (whichever thread iterates) does the rest on the user's side: it
 reorders results, applies the error policy (``_on_error``: raise, skip or a
@@ -43,7 +45,7 @@ from ._budget import DEFAULT_MAX_MEMORY
 from ._context import RUN_FAILURE, Message, RunContext, SourceEnd
 from ._errors import ErrorRecord, exception_for
 from ._executor_stage import ExecutorStage
-from ._feeder import FLUSH_SECONDS, Feeder
+from ._feeder import FLUSH_SECONDS, PROBE_RECHECK_SECONDS, Feeder
 from ._future_stage import FutureStage
 from ._policy import Failure
 from ._process_stage import ProcessStage
@@ -265,6 +267,8 @@ class _Engine:
         if feeder.stuck():  # items the source yielded wait for it: send them on soon
             feeder.flush()
             wait_for = min(wait_for, FLUSH_SECONDS)
+        elif feeder.inline and feeder.probing:  # the probe's end lets more in: look soon
+            wait_for = min(wait_for, PROBE_RECHECK_SECONDS)
         try:
             message = self.ctx.out_queue.get(timeout=wait_for)
         except queue.Empty:
@@ -427,8 +431,8 @@ class PoolChainRun(Iterator[Any]):
     result is ready (input order by default, completion order for
     ``ordered=False``). Work starts as soon as the run is created and goes on
     while the caller is busy, up to ``max_in_flight`` items and ``max_memory``
-    bytes ahead. The input is read by a feeder thread of the run, so a next()
-    never waits for the input while results are done.
+    bytes ahead. An input that could block is read by a feeder thread of the
+    run, so a next() never waits for the input while results are done.
 
     ``iter(run)`` returns the run's internal iterator rather than the run
     itself, so that ``for`` loops run at C speed per item; both share one
