@@ -12,8 +12,9 @@ are already done: the consumer only ever waits on the output queue. Only this
 thread touches the source, so it is still read by one thread at a time, and the
 generator is finalized here too when the feeder lets go of it. An input already
 in memory (the iterator of a list, tuple, range, dict, set, str or bytes)
-cannot block: it gets no thread, and the consumer reads it as room appears
-(:meth:`Feeder.nudge`), which saves a thread hop per slice.
+cannot block: the consumer reads it as room appears (:meth:`Feeder.nudge`),
+which saves a thread hop per slice, and the feeder thread only fills in while
+nobody consumes (under a lock: one thread at a time still).
 
 Admission (backpressure lives here): the feeder pulls only while
 
@@ -147,24 +148,16 @@ class Feeder:
         self.inline = type(source) in IN_MEMORY
         self._ended = False
 
-    @property
-    def probing(self) -> bool:
-        """Whether sizes are still unknown (the first stage has finished nothing)."""
-        return self._probing
-
     def start(self) -> None:
         """Start the feeder thread (in a copy of the caller's context variables).
 
-        An input already in memory gets no thread: its first slices are read
-        here and the rest by the consumer's :meth:`nudge`.
+        For an input already in memory, the thread only fills in while nobody
+        consumes (the consumer's :meth:`nudge` reads it otherwise).
         """
-        if self.inline:
-            self._fill()
-            return
         context = contextvars.copy_context()
         self._thread = threading.Thread(
             target=context.run,
-            args=(self._main,),
+            args=(self._main_inline if self.inline else self._main,),
             name=f"{self._ctx.name}-feeder",
             daemon=True,
         )
@@ -173,24 +166,37 @@ class Feeder:
     def nudge(self) -> None:
         """The consumer made room (handed out, skipped, results now waiting)."""
         if self.inline:
-            self._fill()
+            if self._lock.acquire(blocking=False):  # else the feeder thread is at it
+                try:
+                    self._fill()
+                finally:
+                    self._lock.release()
         elif self._asleep:
             self._wakeup.set()
 
+    def _main_inline(self) -> None:
+        """The feeder thread of an input in memory: fill in when nobody else does."""
+        try:
+            while not (self._ended or self._stopped or self._ctx.stopping):
+                with self._lock:
+                    self._fill()
+                if not self._ended:
+                    self._sleep()
+        except BaseException as exc:  # an Ori bug: fail the run rather than hang it
+            self._ctx.fail(self._stages[0].label, exc)
+
     def _fill(self) -> None:
-        """Read an input already in memory while there is room (consumer's thread)."""
-        if self._ended or self._stopped or self._ctx.stopping:
-            return
+        """Read an input already in memory while there is room (lock held)."""
         source = self._source
-        assert source is not None
+        if self._ended or self._stopped or self._ctx.stopping or source is None:
+            return
         hint = self._stages[0].sizer
         try:
             while (room := self._room()) > 0:
                 take = min(room, hint.size)
                 values = list(itertools.islice(source, take))
                 if values:
-                    with self._lock:
-                        self._send(values)
+                    self._send(values)
                 if len(values) < take:
                     self._end(None)
                     return

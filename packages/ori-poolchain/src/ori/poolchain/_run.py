@@ -45,7 +45,7 @@ from ._budget import DEFAULT_MAX_MEMORY
 from ._context import RUN_FAILURE, Message, RunContext, SourceEnd
 from ._errors import ErrorRecord, exception_for
 from ._executor_stage import ExecutorStage
-from ._feeder import FLUSH_SECONDS, PROBE_RECHECK_SECONDS, Feeder
+from ._feeder import FLUSH_SECONDS, Feeder
 from ._future_stage import FutureStage
 from ._policy import Failure
 from ._process_stage import ProcessStage
@@ -267,8 +267,6 @@ class _Engine:
         if feeder.stuck():  # items the source yielded wait for it: send them on soon
             feeder.flush()
             wait_for = min(wait_for, FLUSH_SECONDS)
-        elif feeder.inline and feeder.probing:  # the probe's end lets more in: look soon
-            wait_for = min(wait_for, PROBE_RECHECK_SECONDS)
         try:
             message = self.ctx.out_queue.get(timeout=wait_for)
         except queue.Empty:
