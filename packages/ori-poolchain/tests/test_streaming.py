@@ -145,13 +145,17 @@ def test_source_error_in_single_threaded_mode() -> None:
         next(gen)
 
 
-def test_source_is_only_read_in_the_consuming_thread() -> None:
-    readers: set[int] = set()
+def test_source_is_read_by_one_feeder_thread_and_finalized_there() -> None:
+    readers: set[str] = set()
+    finalized_in: list[str] = []
 
     def source() -> Iterator[int]:
-        for i in range(300):
-            readers.add(threading.get_ident())
-            yield i
+        try:
+            for i in range(300):
+                readers.add(threading.current_thread().name)
+                yield i
+        finally:
+            finalized_in.append(threading.current_thread().name)
 
     chain = (
         PoolChain()
@@ -159,7 +163,20 @@ def test_source_is_only_read_in_the_consuming_thread() -> None:
         .add_processpool(workers.increment, max_workers=1)
     )
     assert chain.execute_eager(source()) == [2 * i + 1 for i in range(300)]
-    assert readers == {threading.get_ident()}
+    assert len(readers) == 1
+    (reader,) = readers
+    assert reader.startswith("ori-poolchain-")
+    assert reader.endswith("-feeder")
+    assert finalized_in == [reader]
+    # An input dropped early (break) is finalized by its reader too.
+    finalized_in.clear()
+    readers.clear()
+    with chain.execute_lazy(source()) as run:
+        assert next(run) == 1
+    workers_gone = time.monotonic() + 10
+    while not finalized_in and time.monotonic() < workers_gone:
+        time.sleep(0.01)
+    assert finalized_in == list(readers)
 
 
 def test_large_batches_keep_order_across_lanes() -> None:

@@ -24,6 +24,7 @@ from ori.errors.validation import (
     describe,
 )
 
+from ._budget import check_max_memory
 from ._compat import gil_enabled
 from ._dask_stage import DaskSpec
 from ._executor_class_stage import ExecutorClassSpec
@@ -624,16 +625,20 @@ class PoolChain:
         *,
         ordered: bool = True,
         max_in_flight: int | None = None,
+        max_memory: int | str | None = "256MiB",
         progress: bool | Callable[..., Any] = False,
         on_error: OnError | None = None,
     ) -> PoolChainRun:
         """Start streaming *iterable* through the chain; return an iterator of results.
 
         Work begins before this returns: worker processes and threads start and
-        the first items enter the chain. The input is read in the calling thread
-        (first here, then inside each ``next()``) and only as far ahead as
-        *max_in_flight* allows, so infinite inputs such as
-        ``itertools.count()`` work and memory stays flat for any input length.
+        the first items enter the chain. The input is read only as far ahead as
+        *max_in_flight* and *max_memory* allow, so infinite inputs such as
+        ``itertools.count()`` work and memory stays flat for any input length;
+        an input that could block (a generator, a file, a queue) is read by a
+        feeder thread of the run, never two threads at once, so that it never
+        delays results that are done; a list, tuple, range, dict, set, str or
+        bytes (which cannot block) is read by the thread iterating the run.
 
         Iterate the result from one thread at a time; each ``next()`` blocks
         until a result is ready. Under the ``"raise"`` policy (the default),
@@ -658,6 +663,19 @@ class PoolChain:
                 worker, and in ordered runs up to as many again for results
                 waiting behind a slow item. A number is a hard bound and also
                 caps automatic chunks so that every worker gets work.
+            max_memory: most bytes those items may take, as an int or a
+                string such as ``"64MiB"`` or ``"2GB"`` (``KiB``, ``MiB``,
+                ``GiB``, ``TiB``: powers of 1024; ``KB``, ``MB``, ``GB``,
+                ``TB``: powers of 1000; case and spaces do not matter). Each
+                item counts at the largest average size measured anywhere in
+                the chain (``len()`` of bytes and str, ``.nbytes`` of buffers,
+                the pickled size of process-stage results,
+                ``sys.getsizeof`` otherwise), so stages that make items bigger
+                stay within it; an item larger than the whole budget goes
+                through alone. Both bounds apply: whichever is reached first
+                holds the input back. The default, ``"256MiB"``, keeps a
+                small container safe without tuning and never binds for
+                small items; ``None``: no byte bound.
             progress: ``True`` shows a live tqdm progress bar per stage (items
                 done, rate, queue depth, how busy its workers are; the total is
                 the input's ``len()`` when it has one), redrawn by a small
@@ -684,9 +702,10 @@ class PoolChain:
         Raises:
             OriValidationError: the chain has no stages, *iterable* is not
                 iterable, *ordered* is not a bool, *max_in_flight* is not a
-                positive int, *progress* is neither a bool nor a callable, or
-                it is True and tqdm is not installed, or *on_error* is not a
-                policy.
+                positive int, *max_memory* is not None, a positive int or a
+                string such as ``"64MiB"``, *progress* is neither a bool nor a
+                callable, or it is True and tqdm is not installed, or
+                *on_error* is not a policy.
             OriNoInteractiveProcessPools: a process stage's function cannot be
                 imported by workers of the start method now in effect.
             Exception: anything raised while starting workers (e.g. a function
@@ -696,6 +715,7 @@ class PoolChain:
         if not isinstance(ordered, bool):
             raise OriValidationError(f"ordered must be True or False, got {describe(ordered)}")
         window = check_positive_int(max_in_flight, "max_in_flight")
+        budget = check_max_memory(max_memory)
         policy = check_on_error(on_error, allow_none=True) or self._on_error
         for spec in specs:
             spec.check_run()
@@ -704,6 +724,7 @@ class PoolChain:
         options = RunOptions(
             ordered=ordered,
             max_in_flight=window,
+            max_memory=budget,
             progress=bars,
             on_error=policy,
             pools=self._pools,
@@ -718,6 +739,7 @@ class PoolChain:
         *,
         ordered: bool = True,
         max_in_flight: int | None = None,
+        max_memory: int | str | None = "256MiB",
         progress: bool | Callable[..., Any] = False,
         on_error: OnError | None = None,
     ) -> list[Any]:
@@ -735,6 +757,8 @@ class PoolChain:
                 results in completion order.
             max_in_flight: the bound on items in the chain at once, as for
                 :meth:`execute_lazy`; ``None`` picks one from the stages.
+            max_memory: the bound on the bytes of those items (``"64MiB"``,
+                an int, ``None`` for none), as for :meth:`execute_lazy`.
             progress: ``True`` (needs the ``progress`` extra) or a bar factory
                 shows one live bar per stage, as for :meth:`execute_lazy`.
             on_error: the error policy for this execution (``"raise"``,
@@ -756,6 +780,7 @@ class PoolChain:
             iterable,
             ordered=ordered,
             max_in_flight=max_in_flight,
+            max_memory=max_memory,
             progress=progress,
             on_error=on_error,
         ) as run:

@@ -27,10 +27,24 @@ from ._warm import WarmPools
 
 Indices: TypeAlias = "range | list[int]"
 Batch: TypeAlias = "tuple[Indices, list[Any]]"
-Message: TypeAlias = "Batch | ErrorRecord | None"
+Message: TypeAlias = "Batch | ErrorRecord | SourceEnd | None"
 STOP: Final = None
 
 _run_ids = itertools.count(1)
+
+
+class SourceEnd:
+    """In the run's output queue: the input ended after *pulled* items.
+
+    *error* is the exception it raised (any BaseException), or None when it was
+    simply exhausted; the consumer raises it once every result before it is out.
+    """
+
+    __slots__ = ("error", "pulled")
+
+    def __init__(self, pulled: int, error: BaseException | None) -> None:
+        self.pulled = pulled
+        self.error = error
 
 
 def concat(first: Indices, second: Indices) -> Indices:
@@ -47,7 +61,7 @@ class RunContext:
 
     def __init__(self) -> None:
         self.name = f"ori-poolchain-{next(_run_ids)}"
-        self.out_queue: queue.SimpleQueue[Batch | ErrorRecord | None] = queue.SimpleQueue()
+        self.out_queue: queue.SimpleQueue[Message] = queue.SimpleQueue()
         # Written only by close(); lanes read it between items (a plain attribute
         # read is atomic, and a stale read only costs one more item of work).
         self.stopping = False

@@ -741,11 +741,13 @@ class ProcessStage(StageRuntime):
                     return False
                 if last and _is_final(message):
                     lane.busy = False
-                finished, seconds = self._deliver(lane, message, indices, values)
+                finished, seconds = self._deliver(lane, message, indices, values, len(data))
                 if seconds is not None:  # the chunk's final reply
                     self.meter.add_busy(seconds)  # the compute time the worker measured
                     lane.fast = seconds < PREFETCH_BELOW_SECONDS
-                    self.sizer.report(finished, seconds, nbytes * finished // len(values))
+                    # Big results, not only big arguments, keep chunks small.
+                    sent = max(nbytes * finished // len(values), len(data))
+                    self.sizer.report(finished, seconds, sent)
                     # A worker may hand back the end of a chunk that got slow.
                     self._requeue(indices, values, list(range(finished, len(values))))
                     return True
@@ -784,7 +786,8 @@ class ProcessStage(StageRuntime):
         """Deliver replies already in the pipe; the new ``finished`` position."""
         with contextlib.suppress(Exception):
             while conn.poll():
-                finished = self._deliver(lane, decode(conn.recv_bytes()), indices, values)[0]
+                data = conn.recv_bytes()
+                finished = self._deliver(lane, decode(data), indices, values, len(data))[0]
         return finished
 
     def _unreadable_reply(
@@ -814,15 +817,15 @@ class ProcessStage(StageRuntime):
         self._report_items(indices, values, range(finished, len(values)), exc, text)
 
     def _deliver(
-        self, lane: _Lane, message: Message, indices: Indices, values: list[Any]
+        self, lane: _Lane, message: Message, indices: Indices, values: list[Any], nbytes: int
     ) -> tuple[int, float | None]:
-        """Hand on what *message* says about the chunk.
+        """Hand on what *message* says about the chunk (*nbytes*: its pickled size).
 
         Returns the chunk position answered up to, and the worker's compute
         seconds when the message was the chunk's last (else None).
         """
         if isinstance(message, Reply):
-            self._deliver_reply(message, indices, values)
+            self._deliver_reply(message, indices, values, nbytes)
             end = message.first + len(message.results)
             return end, (message.seconds if message.done else None)
         if isinstance(message, UnreadableReply):
@@ -865,7 +868,10 @@ class ProcessStage(StageRuntime):
         else:
             lane.solo.extend((indices[p], values[p]) for p in positions)
 
-    def _deliver_reply(self, reply: Reply, indices: Indices, values: list[Any]) -> None:
+    def _deliver_reply(
+        self, reply: Reply, indices: Indices, values: list[Any], nbytes: int
+    ) -> None:
+        """Hand on a reply's results (*nbytes*: its pickled size, their measure)."""
         first, results, errors, _, _ = reply
         end = first + len(results)
         if errors:
@@ -875,9 +881,13 @@ class ProcessStage(StageRuntime):
                 self._report_items(indices, values, (position,), exc, text)
             ok = [p for p in range(first, end) if p not in failed]
             if ok:
-                self.outlet.put([indices[p] for p in ok], [results[p - first] for p in ok])
+                self.outlet.put(
+                    [indices[p] for p in ok],
+                    [results[p - first] for p in ok],
+                    nbytes * len(ok) // len(results),
+                )
         elif results:
-            self.outlet.put(indices[first:end], results)
+            self.outlet.put(indices[first:end], results, nbytes)
 
     def _fail_setup(self, exc: BaseException, text: str) -> None:
         """The stage's initializer raised in a worker: the whole run fails."""

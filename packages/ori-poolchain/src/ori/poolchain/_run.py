@@ -2,19 +2,23 @@
 
 Data flow::
 
-    source --(consumer pulls, tags indices)--> stage 1 queue --> lanes
+    source --(feeder thread pulls, tags indices)--> stage 1 queue --> lanes
         --> stage 2 queue --> lanes --> ... --> output queue --(consumer)-->
         reorder by index (ordered runs) --> ready --> caller
 
-The consumer (whichever thread iterates) does everything on the user's side:
-it pulls the source (so the source is only ever touched by the caller's
-thread), keeps at most ``max_in_flight`` items between "pulled" and "yielded"
-(backpressure: the queues can then be unbounded and no put ever blocks),
+The feeder (``_feeder.py``) is the only thread that touches the source (for an
+input already in memory, which cannot block, the consumer reads it through the
+feeder's admission instead), and it lets items in only while the item window
+and the byte budget have room
+(backpressure: the queues can then be unbounded and no put ever blocks). The
+consumer (whichever thread iterates) does the rest on the user's side: it
 reorders results, applies the error policy (``_on_error``: raise, skip or a
-Failure in the item's place; retries happen earlier, in ``RunContext.report``)
-and watches thread-stage deadlines.
-Stages never block on each other, so nothing can deadlock, and memory is bounded
-by the window whatever the length of the input.
+Failure in the item's place; retries happen earlier, in ``RunContext.report``),
+watches thread-stage deadlines and tells the feeder when it made room. It only
+ever waits on the output queue, so a source that blocks never holds back
+results that are done. Stages never block on each other, so nothing can
+deadlock, and memory is bounded by the window and the budget whatever the
+length of the input.
 
 Everything the run starts is owned by a :class:`_Closer` that the lanes never
 see; ``close()``, the end of iteration, an error, KeyboardInterrupt, garbage
@@ -37,8 +41,10 @@ from typing import Any
 
 from ori.errors import OriError
 
-from ._context import Batch, RunContext
+from ._budget import DEFAULT_MAX_MEMORY
+from ._context import Message, RunContext, SourceEnd
 from ._errors import ErrorRecord, RunFailure, exception_for
+from ._feeder import FLUSH_SECONDS, Feeder
 from ._policy import Failure
 from ._progress import ProgressDisplay, ProgressSetup
 from ._stages import StageRuntime, StageSpec
@@ -46,7 +52,6 @@ from ._stats import ChainStats, RunStats
 from ._warm import WarmPools
 
 CLOSE_SECONDS = 2.0  # how long close() waits for busy lanes before abandoning them
-FILL_SLICE_SECONDS = 0.002  # pull at most this long before looking at the output
 HEALTH_CHECK_SECONDS = 1.0
 
 
@@ -71,8 +76,9 @@ class RunOptions:
     """How one execution runs: the checked keywords of ``execute_lazy``."""
 
     ordered: bool = True
-    # None: the window follows the stages' capacities (see _Engine._window).
+    # None: the window follows the stages' capacities (see Feeder._window).
     max_in_flight: int | None = None
+    max_memory: int | None = DEFAULT_MAX_MEMORY  # bytes; None: no byte budget
     progress: ProgressSetup | None = None
     on_error: str = "raise"  # the chain's policy; a stage's own wins
     pools: WarmPools | None = None  # the chain's warm pools, inside its with block
@@ -81,11 +87,12 @@ class RunOptions:
 class _Closer:
     """Tears a run down; shared with nothing that could keep the iterator alive."""
 
-    __slots__ = ("_closed", "_ctx", "_stages", "progress")
+    __slots__ = ("_closed", "_ctx", "_feeder", "_stages", "progress")
 
-    def __init__(self, ctx: RunContext, stages: list[StageRuntime]) -> None:
+    def __init__(self, ctx: RunContext, stages: list[StageRuntime], feeder: Feeder) -> None:
         self._ctx = ctx
         self._stages = stages
+        self._feeder = feeder
         self._closed = False
         self.progress: ProgressDisplay | None = None
 
@@ -93,12 +100,14 @@ class _Closer:
         if self._closed:
             return
         self._ctx.stopping = True
+        self._feeder.stop()
         for stage in self._stages:
             stage.begin_stop()
         self._ctx.out_queue.put(None)  # wakes a consumer blocked in another thread
         deadline = time.monotonic() + CLOSE_SECONDS
         for stage in self._stages:
             stage.finish_stop(deadline)
+        self._feeder.join(deadline)
         self._ctx.stats.finish()
         if self._ctx.pools is not None:
             self._ctx.pools.release(self._ctx)
@@ -121,6 +130,7 @@ class _Engine:
         self, specs: Sequence[StageSpec], source: Iterator[Any], options: RunOptions
     ) -> None:
         self.ctx = ctx = RunContext()
+        ctx.stats.max_memory = options.max_memory
         # The policy of each stage: its own, else the chain's.
         self._policies = [spec.on_error or options.on_error for spec in specs]
         pools = options.pools
@@ -140,14 +150,19 @@ class _Engine:
         if options.max_in_flight is not None:
             for stage in stages:
                 stage.sizer.cap(options.max_in_flight // (2 * stage.workers))
-        self._closer = _Closer(ctx, stages)
+        self._feeder = Feeder(
+            source,
+            stages,
+            ctx,
+            max_in_flight=options.max_in_flight,
+            max_memory=options.max_memory,
+        )
+        self._closer = _Closer(ctx, stages, self._feeder)
         if ctx.pools is not None:
             # Weakly: the pools must not keep a dropped run from being collected.
             ctx.pools.attach(ctx, weakref.WeakMethod(self.close))
         self._finalizer = weakref.finalize(self, self._closer.close)
-        self._source = source
         self._ordered = options.ordered
-        self._fixed_window = options.max_in_flight
         # Stages whose deadlines the consumer watches (thread stages with a timeout).
         self._watch = [stage for stage in stages if stage.next_deadline() is not None]
         self._next_check = 0.0
@@ -156,12 +171,11 @@ class _Engine:
         self._runs: dict[int, tuple[int, list[Any]]] = {}  # start -> (stop, results)
         self._waiting = 0  # results in _pending and _runs (done, waiting for their turn)
         self._next_index = 0  # ordered: the next index to move to _ready
-        self._pulled = 0
+        self._pulled = 0  # items the input had, once it ended (SourceEnd)
         self._handed_out = 0  # items in batches returned by next_batch()
         self._skipped = 0  # items dropped by on_error="skip"
         self._exhausted = False
-        self._stop_pulling = False
-        self._source_error: Exception | None = None
+        self._source_error: BaseException | None = None
         self._failure: ErrorRecord | None = None
         self.closed = False
         try:
@@ -175,7 +189,7 @@ class _Engine:
                 display = ProgressDisplay(options.progress, ctx.stats, ctx.name)
                 self._closer.progress = display
                 display.start()
-            self._fill(first=True)
+            self._feeder.start()
         except BaseException:
             self.close()
             raise
@@ -191,15 +205,17 @@ class _Engine:
             return None
         ready = self._ready
         stats = self.ctx.stats
+        feeder = self._feeder
         try:
             while not self.closed:  # close() may come from another thread
-                self._fill()
                 self._drain()
                 stats.tick()
                 if ready:
                     batch = ready.popleft()
                     self._handed_out += len(batch)
                     stats.handed_out = self._handed_out
+                    feeder.waiting = self._waiting
+                    feeder.nudge()
                     return batch
                 if self._failure is not None:
                     raise self._raise_failure()
@@ -211,70 +227,12 @@ class _Engine:
                         raise error
                     return None
                 self._wait()
+                feeder.waiting = self._waiting
+                feeder.nudge()
             return None
         except BaseException:
             self.close()
             raise
-
-    def _window(self) -> int:
-        if self._fixed_window is not None:
-            return self._fixed_window
-        # Twice what the stages can hold (each worker busy with one batch and
-        # one queued), plus four items of slack per worker: stages of equal
-        # speed in a row drift apart, and the first must not run dry...
-        stages = self.stages
-        window = sum(2 * stage.capacity() + 4 * stage.workers for stage in stages)
-        # ...and, in order, results done but waiting for a slower item before
-        # them do not stop new work until they are as many again: one slow
-        # item must not starve every stage (memory stays within twice this).
-        return window + min(self._waiting, window)
-
-    def _fill(self, first: bool = False) -> None:
-        """Pull source items while the window has room (backpressure lives here).
-
-        Items are pulled in slices of the first stage's batch size and each
-        slice goes to it as one batch. A slow source does not hold back results
-        that are already waiting: after a couple of milliseconds of pulling,
-        filling stops if there is output (or, at start, at once).
-        """
-        if self._exhausted or self._stop_pulling:
-            return
-        room = self._window() - (self._pulled - self._handed_out - self._skipped)
-        if room <= 0:
-            return
-        stage = self.stages[0]
-        hint = stage.sizer.size
-        source = self._source
-        index = self._pulled
-        clock = time.perf_counter
-        deadline = clock() + FILL_SLICE_SECONDS
-        out_queue = self.ctx.out_queue
-        stats = self.ctx.stats
-        try:
-            while room > 0:
-                take = room if room < hint else hint
-                values: list[Any] = []
-                try:
-                    values.extend(itertools.islice(source, take))
-                finally:  # keep what was read even if the source raised
-                    got = len(values)
-                    if got:
-                        stats.pulled = index + got  # before stage 1 can finish them
-                        stage.submit((range(index, index + got), values))
-                        index += got
-                        room -= got
-                if got < take:
-                    self._exhausted = True
-                    break
-                if clock() > deadline:
-                    if first or not out_queue.empty():
-                        break
-                    deadline = clock() + FILL_SLICE_SECONDS
-        except Exception as exc:  # the source failed: raise it after what came before
-            self._source_error = exc
-            self._exhausted = True
-        finally:
-            self._pulled = index
 
     def _drain(self) -> None:
         """Accept everything already in the output queue, without blocking."""
@@ -290,9 +248,14 @@ class _Engine:
         wait_for = HEALTH_CHECK_SECONDS
         if self._watch:
             wait_for = max(0.0, min(wait_for, self._next_check - time.monotonic()))
+        feeder = self._feeder
+        if feeder.stuck():  # items the source yielded wait for it: send them on soon
+            feeder.flush()
+            wait_for = min(wait_for, FLUSH_SECONDS)
         try:
             message = self.ctx.out_queue.get(timeout=wait_for)
         except queue.Empty:
+            feeder.flush()
             if self._watch:
                 self._check_deadlines()
             for stage in self.stages:
@@ -314,10 +277,15 @@ class _Engine:
                 next_check = min(next_check, deadline)
         self._next_check = next_check
 
-    def _accept(self, message: Batch | ErrorRecord | None) -> None:
+    def _accept(self, message: Message) -> None:
         if message is None:  # close() woke us up
             return
         if type(message) is not tuple:
+            if type(message) is SourceEnd:
+                self._exhausted = True
+                self._pulled = message.pulled
+                self._source_error = message.error
+                return
             assert isinstance(message, ErrorRecord)
             self._on_error(message)
             return
@@ -380,7 +348,7 @@ class _Engine:
 
     def _on_error(self, record: ErrorRecord) -> None:
         if isinstance(record, RunFailure):  # not one item's failure: raise it now
-            self._stop_pulling = True
+            self._feeder.stop()
             self._ready.clear()
             self._failure = record
             return
@@ -405,7 +373,7 @@ class _Engine:
             return
         # Raise: the run ends at the first failed item in delivery order, so no
         # further input is needed.
-        self._stop_pulling = True
+        self._feeder.stop()
         if self._ordered:
             self._pending[record.index] = _Failed(record)
             self._advance()
@@ -445,7 +413,9 @@ class PoolChainRun(Iterator[Any]):
     Iterate it from one thread at a time. Each ``next()`` blocks until the next
     result is ready (input order by default, completion order for
     ``ordered=False``). Work starts as soon as the run is created and goes on
-    while the caller is busy, up to ``max_in_flight`` items ahead.
+    while the caller is busy, up to ``max_in_flight`` items and ``max_memory``
+    bytes ahead. An input that could block is read by a feeder thread of the
+    run, so a next() never waits for the input while results are done.
 
     ``iter(run)`` returns the run's internal iterator rather than the run
     itself, so that ``for`` loops run at C speed per item; both share one

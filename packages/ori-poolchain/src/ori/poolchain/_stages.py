@@ -5,7 +5,8 @@ reused by every execution. When a run starts, each spec becomes a
 :class:`StageRuntime` (thread, process or generic-executor flavour) with its own
 input queue and lanes. A stage hands its successes to an :class:`Outlet`: the
 next stage's input queue, cut into batches of the size that stage wants, or
-for the last stage the run's output queue.
+for the last stage the run's output queue; it measures their bytes on the way
+(for the byte budget, see ``_sizes.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ori.errors.validation import check_callable, describe
 from ._chunking import Sizer
 from ._context import Batch, Indices, Message, RunContext
 from ._errors import StageLabel
+from ._sizes import batch_nbytes
 from ._stats import StageMeter
 
 DEFAULT_MAX_CONCURRENCY = 100  # add_asyncpool: coroutines of one stage running at once
@@ -134,8 +136,11 @@ class Outlet:
         self._sizer = sizer
         self._meter = meter
 
-    def put(self, indices: Indices, values: list[Any]) -> None:
-        self._meter.count_out(len(indices))  # before the put: never seen leaving early
+    def put(self, indices: Indices, values: list[Any], nbytes: int | None = None) -> None:
+        """Hand on a batch of results; *nbytes* is their size if already known."""
+        if nbytes is None:
+            nbytes = batch_nbytes(values)
+        self._meter.count_out(len(indices), nbytes)  # before the put: never seen leaving early
         sizer = self._sizer
         if sizer is None or len(indices) <= sizer.size:
             self._queue.put((indices, values))

@@ -2,7 +2,8 @@
 
 Data flow::
 
-    lane thread, per batch      items handed on (Outlet.put), busy seconds --> its own _Cell
+    lane thread, per batch      items and bytes handed on (Outlet.put), busy --> its own _Cell
+    feeder, per slice           items and bytes read from the input        --> RunStats
     any thread, per failure     RunContext.report                          --> its own _Cell
     consumer, per batch         items read from the input, items handed out --> RunStats
     consumer / progress thread  sample() every few ms                      --> peak queue depths
@@ -15,6 +16,9 @@ costs a few attribute operations per batch rather than per item. Readers add
 the cells up. Items entering stage *k* are the items stage *k - 1* handed on
 (for the first stage, the items read from the input), so nothing has to count
 them twice; a stage's queue depth is what entered it minus what it finished.
+The bytes in flight follow from the same counts: each stage's depth times the
+average size of the items entering it (measured where they were produced, see
+``_sizes.py``), plus the results waiting for the consumer times theirs.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from ._budget import format_bytes
 from ._errors import StageLabel
 
 SAMPLE_SECONDS = 0.005  # the consumer looks at queue depths at most this often
@@ -114,6 +119,17 @@ class ChainStats:
             run has ended without raising, every input item is either one of
             ``items_out`` or one of these: ``items_in == items_out +
             items_skipped``.
+        bytes_in_flight: the bytes of the items between "read from the input"
+            and "handed out" at the moment of the snapshot (0 once the run
+            ended): each stage's queue depth times the average size of the
+            items entering it, measured where they were produced (``len()``
+            of bytes and str, ``.nbytes`` of buffers, the pickled size of
+            process-stage results, ``sys.getsizeof`` otherwise).
+        peak_bytes_in_flight: the highest ``bytes_in_flight`` seen (sampled
+            every few milliseconds while the run is consumed, and at every
+            snapshot).
+        max_memory: the run's byte budget (``max_memory`` of the execute
+            method) in bytes, or None when it had none.
     """
 
     stages: tuple[StageStats, ...]
@@ -123,6 +139,9 @@ class ChainStats:
     running: bool
     items_failed: int = 0
     items_skipped: int = 0
+    bytes_in_flight: int = 0
+    peak_bytes_in_flight: int = 0
+    max_memory: int | None = None
 
     @property
     def bottleneck(self) -> StageStats | None:
@@ -137,7 +156,7 @@ class ChainStats:
         workers can do eight times the work of a one-worker stage in the
         same time. When even the bottleneck's utilisation is low, no stage
         limits the run: the input, the code consuming the results, or
-        ``max_in_flight`` sets the pace.
+        ``max_in_flight`` or ``max_memory`` sets the pace.
         """
         busiest: StageStats | None = None
         for stage in self.stages:
@@ -150,9 +169,11 @@ class ChainStats:
     def report(self) -> str:
         """The statistics as a small text table, ready to print.
 
-        One row per stage (workers, items in / out / failed, current and peak
-        queue depth, busy seconds, average milliseconds per item, utilisation),
-        followed by a line naming the bottleneck. Never blocks.
+        A first line with the items read and handed out and the bytes in
+        flight (now and at the peak, and the budget), then one row per stage
+        (workers, items in / out / failed, current and peak queue depth, busy
+        seconds, average milliseconds per item, utilisation), followed by a
+        line naming the bottleneck. Never blocks.
         """
         state = "running" if self.running else "finished"
         lines = [
@@ -160,6 +181,7 @@ class ChainStats:
             f"{self.items_in} items read, {self.items_out} results"
             + (f", {self.items_failed} failed" if self.items_failed else "")
             + (f", {self.items_skipped} skipped" if self.items_skipped else "")
+            + f"; {self._memory_text()}"
         ]
         header = ["stage", "workers", "in", "out", "failed", "queue", "peak"]
         header += ["busy s", "avg ms", "busy %"]
@@ -205,9 +227,17 @@ class ChainStats:
             lines.append(
                 f"bottleneck: {bottleneck.name}, but it was busy only "
                 f"{bottleneck.utilisation:.0%} of the time: the input, the code consuming "
-                "the results or max_in_flight set the pace"
+                "the results, max_in_flight or max_memory set the pace"
             )
         return "\n".join(lines)
+
+    def _memory_text(self) -> str:
+        if self.max_memory is None:
+            budget = "no max_memory"
+        else:
+            budget = f"max_memory {format_bytes(self.max_memory)}"
+        now = f"{format_bytes(self.bytes_in_flight)} now, " if self.running else ""
+        return f"in flight {now}peak {format_bytes(self.peak_bytes_in_flight)} ({budget})"
 
     def __str__(self) -> str:
         return self.report()
@@ -228,10 +258,11 @@ def _milliseconds(seconds: float) -> str:
 class _Cell:
     """One thread's counts for one stage; only that thread writes them."""
 
-    __slots__ = ("busy", "failed", "out")
+    __slots__ = ("busy", "failed", "nbytes", "out")
 
     def __init__(self) -> None:
         self.out = 0
+        self.nbytes = 0  # of the items handed on
         self.failed = 0
         self.busy = 0.0
 
@@ -258,9 +289,11 @@ class StageMeter:
                 self._cells.append(cell)
         return cell
 
-    def count_out(self, items: int) -> None:
-        """*items* finished and were handed on."""
-        self._cell().out += items
+    def count_out(self, items: int, nbytes: int) -> None:
+        """*items* weighing *nbytes* finished and were handed on."""
+        cell = self._cell()
+        cell.out += items
+        cell.nbytes += nbytes
 
     def count_failed(self) -> None:
         """One item failed."""
@@ -275,15 +308,24 @@ class StageMeter:
         """A lane (or worker) spent *seconds* on a batch."""
         self._cell().busy += seconds
 
-    def totals(self) -> tuple[int, int, float]:
-        """(items out, items failed, busy seconds) summed over every thread."""
-        out = failed = 0
+    def totals(self) -> tuple[int, int, float, int]:
+        """(items out, items failed, busy seconds, bytes out) summed over every thread."""
+        out = failed = nbytes = 0
         busy = 0.0
         for cell in list(self._cells):
             out += cell.out
             failed += cell.failed
             busy += cell.busy
-        return out, failed, busy
+            nbytes += cell.nbytes
+        return out, failed, busy, nbytes
+
+    def output(self) -> tuple[int, int]:
+        """(items handed on, their bytes) summed over every thread."""
+        out = nbytes = 0
+        for cell in list(self._cells):
+            out += cell.out
+            nbytes += cell.nbytes
+        return out, nbytes
 
 
 class RunStats:
@@ -296,11 +338,16 @@ class RunStats:
 
     def __init__(self) -> None:
         self.started = time.perf_counter()
-        self.pulled = 0  # written by the consumer only
+        self.max_memory: int | None = None  # the run's byte budget, for the report
+        # Written under the feeder's lock (by the feeder, or by the consumer
+        # sending on the items of a slice whose source blocked).
+        self.pulled = 0
+        self.pulled_bytes = 0
         self.handed_out = 0  # written by the consumer only
         self.skipped = 0  # written by the consumer only
         self._meters: list[StageMeter] = []
         self._peaks: list[int] = []
+        self._peak_bytes = 0
         # Reentrant: a garbage-collected run may be finished (closed) by the
         # very thread that is taking one of its snapshots.
         self._lock = threading.RLock()
@@ -321,7 +368,7 @@ class RunStats:
             meters[number - 1].count_failed()
 
     def tick(self) -> None:
-        """Sample queue depths if the last sample is a few ms old (consumer)."""
+        """Sample queue depths and bytes if the last sample is a few ms old (any thread)."""
         now = time.perf_counter()
         if now >= self._next_sample:
             self._next_sample = now + SAMPLE_SECONDS
@@ -344,8 +391,8 @@ class RunStats:
 
     def _count(
         self, meters: list[StageMeter]
-    ) -> tuple[float, int, int, list[tuple[int, int, int, float, int]]]:
-        """(elapsed, pulled, handed out, per stage (in, out, failed, busy, peak)).
+    ) -> tuple[float, int, int, int, list[tuple[int, int, int, float, int]]]:
+        """(elapsed, pulled, handed out, bytes in flight, per stage (in, out, failed, busy, peak)).
 
         Updates the peaks; call with the lock held.
         """
@@ -353,19 +400,29 @@ class RunStats:
         # Later stages first and the input count last: whatever moves on
         # meanwhile, an item is never seen leaving a stage before it was seen
         # entering it, so depths are never negative.
+        handed_out = self.handed_out
         totals = [meter.totals() for meter in reversed(meters)]
         totals.reverse()
-        handed_out = self.handed_out
         pulled = entered = self.pulled
+        entered_bytes = self.pulled_bytes
         counts: list[tuple[int, int, int, float, int]] = []
         peaks = self._peaks
-        for position, (out, failed, busy) in enumerate(totals):
+        in_flight = 0.0
+        for position, (out, failed, busy, nbytes) in enumerate(totals):
             depth = entered - out - failed
             if depth > peaks[position]:
                 peaks[position] = depth
+            if depth > 0:
+                in_flight += depth * entered_bytes / entered
             counts.append((entered, out, failed, busy, peaks[position]))
-            entered = out
-        return elapsed, pulled, handed_out, counts
+            entered, entered_bytes = out, nbytes
+        waiting = entered - handed_out  # results not yet handed out
+        if waiting > 0:
+            in_flight += waiting * entered_bytes / entered
+        bytes_in_flight = int(in_flight)
+        if bytes_in_flight > self._peak_bytes:
+            self._peak_bytes = bytes_in_flight
+        return elapsed, pulled, handed_out, bytes_in_flight, counts
 
     def _measure(self, running: bool) -> ChainStats:
         with self._lock:
@@ -376,7 +433,7 @@ class RunStats:
 
     def _build(self, running: bool) -> ChainStats:
         meters = self._meters
-        elapsed, pulled, handed_out, counts = self._count(meters)
+        elapsed, pulled, handed_out, bytes_in_flight, counts = self._count(meters)
         stages: list[StageStats] = []
         for number, (meter, (entered, out, failed, busy, peak)) in enumerate(
             zip(meters, counts, strict=True), 1
@@ -410,4 +467,7 @@ class RunStats:
             running=running,
             items_failed=sum(stage.items_failed for stage in stages),
             items_skipped=self.skipped,
+            bytes_in_flight=bytes_in_flight if running else 0,
+            peak_bytes_in_flight=self._peak_bytes,
+            max_memory=self.max_memory,
         )
