@@ -223,17 +223,24 @@ def measure_all(quick: bool, *, baseline: str, tree: Path | None, method: str) -
     after = Tree(this_tree_label(), ROOT)
     if "ORI_BENCH_CPU_LOOPS" not in os.environ:
         CPU_WORK.calibrate()  # once, for both trees (samples inherit it)
-    pairs = 1 if quick else 7
+    # A throughput sample takes about a second, an efficiency one about three:
+    # the noisier, cheaper figure gets more pairs.
     return [
         *paired_rows(
-            EFFICIENCY, before, after, n=80 if quick else 200, pairs=pairs, method=method, unit=""
+            EFFICIENCY,
+            before,
+            after,
+            n=80 if quick else 200,
+            pairs=1 if quick else 7,
+            method=method,
+            unit="",
         ),
         *paired_rows(
             THROUGHPUT,
             before,
             after,
             n=200_000 if quick else 3_000_000,
-            pairs=pairs,
+            pairs=1 if quick else 15,
             method=method,
             unit="items/s",
         ),
