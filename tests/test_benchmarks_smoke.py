@@ -430,10 +430,13 @@ def test_cpupool_measures_without_the_gil_and_says_why_not_with_it(runner: Modul
         assert all(row.measured for row in rows)
 
 
-def test_cpupool_reports_a_free_threaded_interpreter_that_is_not() -> None:
-    if not gil_enabled():
-        pytest.skip("without the GIL the module measures in this interpreter, never another")
+def test_cpupool_reports_a_free_threaded_interpreter_that_is_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     module = load(BENCHMARKS / "bench_cpupool.py", "ori_benchmarks_cpupool")
+    # This interpreter with the GIL on (PYTHON_GIL=1 turns it on in a free-threaded
+    # build; other builds have it anyway) stands in for a wrong setting.
+    monkeypatch.setenv("PYTHON_GIL", "1")
     rows = module.rows_from(sys.executable, quick=True)
     assert len(rows) == 5
     assert all(not row.measured for row in rows)
