@@ -40,7 +40,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _cpu_work import CpuWork, burn
-from _harness import Row, main, timed, unavailable
+from _harness import Row, main, spread, timed, unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 FREE_THREADED_ENV = "ORI_BENCH_FREE_THREADED_PYTHON"
@@ -81,10 +81,6 @@ def payloads(n: int) -> list[bytes]:
     """
     body = bytes(ITEM_BYTES - 8)
     return [body + i.to_bytes(8, "big") for i in range(n)]
-
-
-def spread(values: list[float]) -> tuple[float, float, float]:
-    return statistics.median(values), min(values), max(values)
 
 
 def run_chain(kind: str, function: Callable[[Any], Any], inputs: Iterable[Any]) -> list[Any]:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tarfile
@@ -43,7 +42,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _harness import Row, format_table, machine, unavailable
+from _harness import Row, format_table, machine, spread, unavailable
 from bench_poolchain import CPU_WORK
 
 HERE = Path(__file__).resolve().parent
@@ -165,38 +164,29 @@ def this_tree_label() -> str:
 def paired_rows(
     kind: str, before: Tree, after: Tree, *, n: int, pairs: int, method: str, unit: str
 ) -> list[Row]:
-    samples: dict[str, list[float]] = {before.label: [], after.label: []}
+    trees = (before, after)
+    samples: tuple[list[float], list[float]] = ([], [])
     for _ in range(pairs):
-        for tree in (before, after):
-            samples[tree.label].append(tree.run_sample(kind, n, method))
-    ratios = [a / b for a, b in zip(samples[after.label], samples[before.label], strict=True)]
+        for tree, values in zip(trees, samples, strict=True):
+            values.append(tree.run_sample(kind, n, method))
     note = f"{n} items, start_method={method!r}, each sample in a fresh interpreter"
+    names = (f"before: ori {before.label} (baseline)", f"ori {after.label}")
     rows = []
-    for tree in (before, after):
-        values = samples[tree.label]
-        name = f"ori {tree.label}" if tree is after else f"before: ori {tree.label} (baseline)"
-        rows.append(
-            Row(
-                f"fork regression: {kind}",
-                name,
-                statistics.median(values),
-                unit,
-                True,
-                min(values),
-                max(values),
-                note=note,
-            )
-        )
+    for name, values in zip(names, samples, strict=True):
+        median, low, high = spread(values)
+        rows.append(Row(f"fork regression: {kind}", name, median, unit, True, low, high, note=note))
     of_medians = rows[1].value / rows[0].value
+    ratios = [a / b for a, b in zip(samples[1], samples[0], strict=True)]
+    median, low, high = spread(ratios)
     rows.append(
         Row(
             f"fork regression: {kind}, after / before",
             f"ori {after.label} vs {before.label}",
-            statistics.median(ratios),
+            median,
             "x",
             True,
-            min(ratios),
-            max(ratios),
+            low,
+            high,
             target=TARGET,
             note=f"per pair, {pairs} pairs alternating; ratio of the medians {of_medians:.3f}",
             comparable=False,

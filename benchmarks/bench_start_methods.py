@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _cpu_work import burn
-from _harness import Row, main
+from _harness import Row, main, spread
 
 METHODS = [
     m for m in ("fork", "forkserver", "spawn") if m in multiprocessing.get_all_start_methods()
@@ -111,10 +111,6 @@ def rounds(measure: Callable[[str], float], times: int) -> dict[str, list[float]
         for method in METHODS:
             samples[method].append(measure(method))
     return samples
-
-
-def spread(values: list[float]) -> tuple[float, float, float]:
-    return statistics.median(values), min(values), max(values)
 
 
 def rows_for(benchmark: str, samples: dict[str, list[float]], note: str) -> list[Row]:

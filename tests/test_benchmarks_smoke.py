@@ -409,11 +409,6 @@ def test_fork_regression_quick_compares_the_baseline_with_this_tree(
     assert list(tmp_path.glob("baseline-*/packages/ori-poolchain/src/ori/poolchain"))
 
 
-def gil_enabled() -> bool:
-    is_gil_enabled = getattr(sys, "_is_gil_enabled", None)
-    return True if is_gil_enabled is None else bool(is_gil_enabled())
-
-
 @pytest.mark.slow
 def test_cpupool_measures_without_the_gil_and_says_why_not_with_it(runner: ModuleType) -> None:
     module = load(BENCHMARKS / "bench_cpupool.py", "ori_benchmarks_cpupool")
@@ -423,7 +418,7 @@ def test_cpupool_measures_without_the_gil_and_says_why_not_with_it(runner: Modul
     assert {row.target for row in rows} == {None, module.SPEEDUP_TARGET, module.BYTES_TARGET}
     cpu_rows = [row for row in rows if row.implementation == module.CPU_NAME]
     assert len(cpu_rows) == 2
-    if gil_enabled():
+    if module.gil_enabled():
         assert all(not row.measured for row in rows)
         assert all("needs a free-threaded Python" in row.note for row in rows)
     else:
