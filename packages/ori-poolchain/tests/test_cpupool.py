@@ -42,7 +42,8 @@ def test_gil_enabled_follows_the_interpreter() -> None:
 def test_with_the_gil_it_runs_on_worker_processes() -> None:
     chain = PoolChain().add_cpupool(pw.pid_of, max_workers=2)
     pids = set(chain.execute_eager(range(200)))
-    assert pids and os.getpid() not in pids
+    assert pids
+    assert os.getpid() not in pids
     stage = chain.stats.stages[0]
     assert stage.kind == "cpu pool on processes"
     assert stage.workers == 2
@@ -85,7 +86,8 @@ def test_on_threads_nothing_is_pickled() -> None:
 def test_on_threads_a_timeout_is_reported_and_the_rest_goes_on() -> None:
     chain = PoolChain().add_cpupool(pw.sleep_for, timeout=0.2, on_error="return")
     results = chain.execute_eager([0.0, 1.0, 0.0])
-    assert results[0] == 0.0 and results[2] == 0.0
+    assert results[0] == 0.0
+    assert results[2] == 0.0
     assert isinstance(results[1], Failure)
     assert isinstance(results[1].exception, OriTimeoutError)
 
