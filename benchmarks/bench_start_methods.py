@@ -7,7 +7,8 @@ round so that all see the same machine, each reported as a ratio to fork:
 
 (a) ``start a run``: time from building a fresh chain (one process stage of 2
     workers over 20 small items) to its first result, which is mostly starting
-    the two workers. Measured in this process, after one run per method has
+    the two workers; ``multiprocessing.Pool(2).imap`` does the same for
+    comparison. Measured in this process, after one run per method has
     started the forkserver (it is started once per process and then reused),
     and in a fresh interpreter per sample, where forkserver's figure includes
     starting the server itself (interpreter start-up is not counted).
@@ -36,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _cpu_work import burn
 from _harness import Row, main, spread
 
-METHODS = [
+METHODS: list[str] = [
     m for m in ("fork", "forkserver", "spawn") if m in multiprocessing.get_all_start_methods()
 ]
 WORKERS = 2
@@ -70,6 +71,15 @@ def first_result_seconds(method: str) -> float:
     chain = PoolChain().add_processpool(square, max_workers=WORKERS, start_method=method)
     with chain.execute_lazy(range(FIRST_ITEMS)) as run:
         if next(run) != 0:
+            raise AssertionError("wrong first result")
+        return time.perf_counter() - started
+
+
+def pool_first_result_seconds(method: str) -> float:
+    """The same with ``multiprocessing.Pool``, for comparison."""
+    started = time.perf_counter()
+    with multiprocessing.get_context(method).Pool(WORKERS) as pool:
+        if next(pool.imap(square, range(FIRST_ITEMS))) != 0:
             raise AssertionError("wrong first result")
         return time.perf_counter() - started
 
@@ -154,11 +164,19 @@ def start_rows(quick: bool) -> list[Row]:
     times = 1 if quick else 9
     for method in METHODS:  # starts the forkserver: no sample pays for it
         first_result_seconds(method)
-    warm = rows_for(
-        START_BENCH,
-        rounds(first_result_seconds, times),
-        f"{FIRST_ITEMS} items; forkserver already running",
-    )
+        pool_first_result_seconds(method)
+    pool: dict[str, list[float]] = {method: [] for method in METHODS}
+
+    def ori_then_pool(method: str) -> float:
+        pool[method].append(pool_first_result_seconds(method))
+        return first_result_seconds(method)
+
+    note = f"{FIRST_ITEMS} items; forkserver already running"
+    warm = rows_for(START_BENCH, rounds(ori_then_pool, times), note)
+    for method, values in reversed(pool.items()):  # after Ori's rows, before the ratios
+        median, low, high = spread([1000 * value for value in values])
+        name = f"multiprocessing.Pool({WORKERS}).imap, {method}"
+        warm.insert(len(METHODS), Row(START_BENCH, name, median, "ms", False, low, high, note=note))
     fresh = rows_for(
         FRESH_BENCH,
         rounds(fresh_first_result_seconds, 1 if quick else 5),
