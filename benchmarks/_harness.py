@@ -84,10 +84,14 @@ def unavailable(
     return Row(benchmark, implementation, nan, unit, higher_is_better, target=target, note=note)
 
 
+def spread(samples: list[float]) -> tuple[float, float, float]:
+    """(median, min, max) of *samples*."""
+    return statistics.median(samples), min(samples), max(samples)
+
+
 def repeat(func: Callable[[], float], times: int) -> tuple[float, float, float]:
     """Call *func* (which returns one measurement) *times* times: (median, min, max)."""
-    samples = [func() for _ in range(times)]
-    return statistics.median(samples), min(samples), max(samples)
+    return spread([func() for _ in range(times)])
 
 
 def timed(func: Callable[[], object]) -> float:
