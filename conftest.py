@@ -13,12 +13,11 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.context
 import os
-import re
 import sys
 import sysconfig
 import threading
 import time
-import warnings
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -116,38 +115,59 @@ def leftovers(
         time.sleep(0.05)
 
 
-# Python 3.12+ warns when it forks a process that runs threads. Turning that
-# warning into an error (the suite's "error" filter) makes CPython drop it inside
-# os.fork() silently, so it is recorded instead and fails the test that caused it
-# (in the no_leaks fixture). A test that forks beside threads on purpose ignores
-# it with @pytest.mark.filterwarnings("ignore:" + FORK_WARNING + ":DeprecationWarning").
-FORK_WARNING = r"This process \(pid=\d+\) is multi-threaded, use of fork\(\)"
-_fork_warnings: dict[str, list[str]] = {}
+# Forking a process that runs threads can deadlock the child (Python 3.12+
+# warns, but under the suite's "error" filter CPython drops that warning inside
+# os.fork() silently). So every fork of the test process is checked here, as
+# CPython checks it, and fails the test that made it; the count is read again
+# for up to 50 ms, as Ori does, while a thread that was just joined exits. A
+# test that forks beside threads on purpose is marked allow_fork_beside_threads.
+_current_test = [""]
+_forks_beside_threads: dict[str, list[str]] = {}
+
+
+def _thread_count() -> int:
+    try:
+        with open("/proc/self/stat", "rb") as stat:
+            return int(stat.read().rsplit(b")", 1)[1].split()[17])
+    except (OSError, IndexError, ValueError):
+        return threading.active_count()
+
+
+def _before_fork() -> None:
+    deadline = time.monotonic() + 0.05
+    while (count := _thread_count()) > 1 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    if count > 1:
+        where = "".join(traceback.format_stack(limit=10)[:-1])
+        _forks_beside_threads.setdefault(_current_test[0], []).append(
+            f"{count} threads, forked from:\n{where}"
+        )
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("filterwarnings", f"always:{FORK_WARNING}:DeprecationWarning")
-
-
-def pytest_warning_recorded(
-    warning_message: warnings.WarningMessage, when: str, nodeid: str, location: object
-) -> None:
-    if re.match(FORK_WARNING, str(warning_message.message)):
-        _fork_warnings.setdefault(nodeid, []).append(f"{when}: {warning_message.message}")
+    config.addinivalue_line(
+        "markers",
+        "allow_fork_beside_threads: the test forks while threads run, on purpose",
+    )
 
 
 @pytest.fixture(autouse=True)
 def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail the test if it leaves threads or descendant processes behind.
 
-    Also if it made Python warn that a process running threads was forked.
+    Also if it forked this process while it ran other threads.
     """
     threads_before = set(threading.enumerate())
     pids_before = descendant_pids()
+    _current_test[0] = request.node.nodeid
     yield
-    forks = _fork_warnings.pop(request.node.nodeid, [])
-    if forks:
-        pytest.fail("forked beside running threads:\n  " + "\n  ".join(forks), pytrace=False)
+    forks = _forks_beside_threads.pop(request.node.nodeid, [])
+    if forks and request.node.get_closest_marker("allow_fork_beside_threads") is None:
+        pytest.fail("forked beside running threads:\n" + "\n".join(forks), pytrace=False)
     threads, pids = leftovers(threads_before, pids_before, LEAK_GRACE_SECONDS)
     if threads or pids:
         lines = [f"thread {t.name!r} (daemon={t.daemon})" for t in threads]

@@ -10,7 +10,10 @@ code of a baseline commit (before) and for this tree (after):
 - the headline ``3-stage efficiency`` (thread -> process -> thread; ideal time /
   measured time, see ``bench_poolchain.py``);
 - the ``trivial throughput, process stage`` (items/s through one process stage
-  running ``identity``, worker start-up included).
+  running ``identity``, worker start-up included);
+- the ``trivial throughput, thread stage`` (the same through one thread stage
+  with the default workers), which the byte budget and the feeder of issue 18
+  and the engine redesign of issue 13 must not slow down either.
 
 Each sample runs in a fresh interpreter (``python -S``, so no installed Ori can
 shadow the tree under test) whose ``PYTHONPATH`` holds only that tree's
@@ -54,6 +57,8 @@ PACKAGES = ("ori-errors", "ori-poolchain")
 TARGET = 0.9
 EFFICIENCY = "3-stage efficiency"
 THROUGHPUT = "trivial throughput, process stage"
+THREAD_THROUGHPUT = "trivial throughput, thread stage"
+KINDS = (EFFICIENCY, THROUGHPUT, THREAD_THROUGHPUT)
 
 
 # -- inside a sample's interpreter ---------------------------------------------------
@@ -74,7 +79,11 @@ def sample(kind: str, n: int, method: str) -> dict[str, object]:
         results = list(three_stage_chain().execute_lazy(items(n)))
         value = ideal_seconds(results) / (time.perf_counter() - started)
     else:
-        chain = ori.poolchain.PoolChain().add_processpool(identity, max_workers=processes())
+        chain = ori.poolchain.PoolChain()
+        if kind == THROUGHPUT:
+            chain.add_processpool(identity, max_workers=processes())
+        else:
+            chain.add_threadpool(identity)
         count = sum(1 for _ in chain.execute_lazy(range(n)))
         value = n / (time.perf_counter() - started)
         if count != n:
@@ -208,7 +217,7 @@ def measure_all(quick: bool, *, baseline: str, tree: Path | None, method: str) -
                 higher_is_better=True,
                 target=TARGET,
             )
-            for kind in (EFFICIENCY, THROUGHPUT)
+            for kind in KINDS
         ]
     after = Tree(this_tree_label(), ROOT)
     if "ORI_BENCH_CPU_LOOPS" not in os.environ:
@@ -231,6 +240,15 @@ def measure_all(quick: bool, *, baseline: str, tree: Path | None, method: str) -
             after,
             n=200_000 if quick else 3_000_000,
             pairs=1 if quick else 15,
+            method=method,
+            unit="items/s",
+        ),
+        *paired_rows(
+            THREAD_THROUGHPUT,
+            before,
+            after,
+            n=100_000 if quick else 1_000_000,
+            pairs=1 if quick else 9,
             method=method,
             unit="items/s",
         ),

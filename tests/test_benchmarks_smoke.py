@@ -436,7 +436,7 @@ def test_fork_regression_quick_compares_the_baseline_with_this_tree(
     rows, failure = runner.run_module("fork_regression", quick=True, timeout=150, env=env)
     assert failure is None
     ratios = [row for row in rows if row.benchmark.endswith("after / before")]
-    assert [row.target for row in ratios] == [module.TARGET, module.TARGET]
+    assert [row.target for row in ratios] == [module.TARGET] * len(module.KINDS)
     has_baseline = subprocess.run(
         ["git", "cat-file", "-e", f"{module.DEFAULT_BASELINE}^{{commit}}"],
         cwd=ROOT,
@@ -446,10 +446,10 @@ def test_fork_regression_quick_compares_the_baseline_with_this_tree(
     if has_baseline.returncode != 0:  # a shallow clone: the rows say why
         assert all(not row.measured and "no baseline" in row.note for row in rows)
         return
-    assert len(rows) == 6
+    assert len(rows) == 3 * len(module.KINDS)
     assert all(row.measured for row in rows)
     before = [row for row in rows if row.implementation.startswith("before: ")]
-    assert len(before) == 2
+    assert len(before) == len(module.KINDS)
     assert all(module.DEFAULT_BASELINE in row.implementation for row in before)
     # The baseline was extracted into the cache folder, not into the repository.
     assert list(tmp_path.glob("baseline-*/packages/ori-poolchain/src/ori/poolchain"))

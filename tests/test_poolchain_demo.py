@@ -52,8 +52,8 @@ def test_demo_runs_and_verifies_every_file() -> None:
 def test_demo_prints_the_chain_statistics() -> None:
     done = _run_demo()
     assert done.returncode == 0, done.stderr
-    assert re.search(r"^PoolChain run, finished after [\d.]+ s: 12 items read, 12 results$",
-                     done.stdout, flags=re.M)  # fmt: skip
+    first = r"^PoolChain run, finished after [\d.]+ s: 12 items read, 12 results; in flight peak "
+    assert re.search(first + r"[\d.]+ [KMG]?i?B \(max_memory 256 MiB\)$", done.stdout, flags=re.M)
     rows = _stats_rows(done.stdout)
     assert set(rows) == set(STAGE_ROWS)
     for label, workers in STAGE_ROWS.items():

@@ -26,9 +26,8 @@ import pytest
 from ori.poolchain import PoolChain
 
 FILES = 40
-# The test's own HTTP server thread makes the process multi-threaded; on Python
-# 3.12+ the fork start method then warns (the workers never touch its locks).
-FORK_WITH_THREADS = "ignore:This process .* is multi-threaded:DeprecationWarning"
+# The test's own HTTP server thread makes the process multi-threaded, so process
+# stages start their workers from the forkserver (conftest fails any fork beside it).
 
 
 def make_files() -> dict[str, bytes]:
@@ -93,7 +92,6 @@ def chain_for(folder: Path, method: str | None) -> PoolChain:
     )
 
 
-@pytest.mark.filterwarnings(FORK_WITH_THREADS)
 @pytest.mark.parametrize(
     ("method", "ordered"),
     [(None, True), (None, False), ("forkserver", True), ("spawn", False)],
@@ -122,7 +120,6 @@ def test_download_compute_save_over_http(
     assert 1 <= len(pids) <= (os.cpu_count() or 1)
 
 
-@pytest.mark.filterwarnings(FORK_WITH_THREADS)
 def test_http_error_surfaces_with_the_stage_and_url(
     server: tuple[str, dict[str, bytes]], tmp_path: Path
 ) -> None:

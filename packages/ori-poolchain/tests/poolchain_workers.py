@@ -454,3 +454,24 @@ async def async_sleep_for(seconds: float) -> float:
     """Async :func:`sleep_for`."""
     await asyncio.sleep(seconds)
     return seconds
+
+
+MiB = 1 << 20
+
+
+def same(value: Any) -> Any:
+    return value
+
+
+def megabyte(_: object) -> bytes:
+    """A 1 MiB item, whatever came in: a stage that makes items bigger."""
+    return bytes(MiB)
+
+
+def length(value: bytes) -> int:
+    return len(value)
+
+
+def tagged(n: int) -> tuple[int, bytes]:
+    """A record with a large field: (n, 1 MiB of payload)."""
+    return n, bytes(MiB)

@@ -99,9 +99,8 @@ def test_unordered_yields_in_completion_order() -> None:
         assert next(run) == 0
 
 
-# The second run forks its workers while the first run's threads are up, which
-# Python 3.12+ flags for the fork start method (the workers touch none of them).
-@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+# The second run starts its workers while the first run's threads are up: they
+# come from the forkserver, never from a fork beside those threads (conftest checks).
 def test_chain_can_be_executed_again_and_concurrently() -> None:
     chain = (
         PoolChain()

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import poolchain_memory_workers as mw
+import poolchain_workers as mw
 import poolchain_workers as workers
 import pytest
 from poolchain_children import ready_child

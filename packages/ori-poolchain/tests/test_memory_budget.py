@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-import poolchain_memory_workers as mw
+import poolchain_workers as mw
 import pytest
 
 from ori.errors import OriValidationError

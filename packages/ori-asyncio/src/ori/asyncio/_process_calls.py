@@ -45,6 +45,7 @@ import os
 import pickle
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
@@ -133,6 +134,49 @@ def _is_interactive(function: object) -> bool:
         return False
     main = sys.modules.get("__main__")
     return main is None or getattr(main, "__file__", None) is None
+
+
+def single_threaded() -> bool:
+    """True when this process runs exactly one thread (the caller's).
+
+    On Linux the kernel's count decides (the count Python 3.12 checks before it
+    warns about fork), read again for up to 50 ms while a thread that was just
+    joined may still be exiting; elsewhere the threads Python knows.
+    """
+    if threading.active_count() > 1:
+        return False
+    deadline = time.monotonic() + 0.05
+    while True:
+        try:
+            with open("/proc/self/stat", "rb") as stat:
+                count = int(stat.read().rsplit(b")", 1)[1].split()[17])
+        except (OSError, IndexError, ValueError):
+            return True  # not Linux: the threads Python knows were all there is
+        if count == 1:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.001)
+
+
+def _beside_threads(
+    context: multiprocessing.context.BaseContext, function: Callable[..., Any]
+) -> multiprocessing.context.BaseContext:
+    """The context for a new pool: never fork beside running threads.
+
+    A forked child can inherit a lock that another thread held at that moment
+    and hang before it runs a line. So a pool that would fork while this
+    process runs other threads (a previous pool's, the caller's own) gets the
+    forkserver instead, unless its function can only reach forked workers (one
+    typed into an interactive session, without cloudpickle).
+    """
+    if context.get_start_method() != "fork" or "forkserver" not in (
+        multiprocessing.get_all_start_methods()
+    ):
+        return context
+    if _is_interactive(function) and not cloudpickle_available():
+        return context
+    return context if single_threaded() else multiprocessing.get_context("forkserver")
 
 
 def function_reference(
@@ -462,6 +506,7 @@ class ProcessCaller:
         with self._lock:
             if self._pool is None:
                 context = self._mp_context or multiprocessing.get_context()
+                context = _beside_threads(context, self._function)
                 self._pool = _Pool(self._executor_class, self._executor_kwargs, context)
                 self._reference = function_reference(
                     self._function, self._wrapper, self._pool.start_method

@@ -168,8 +168,8 @@ class _Engine:
         self._next_check = 0.0
         self._ready: collections.deque[list[Any]] = collections.deque()
         self._pending: dict[int, Any] = {}  # index -> result or _Failed
-        self._runs: dict[int, tuple[int, list[Any]]] = {}  # start -> (stop, results)
-        self._waiting = 0  # results in _pending and _runs (done, waiting for their turn)
+        self._ranges: dict[int, tuple[int, list[Any]]] = {}  # start -> (stop, results)
+        self._waiting = 0  # results in _pending and _ranges (done, waiting for their turn)
         self._next_index = 0  # ordered: the next index to move to _ready
         self._pulled = 0  # items the input had, once it ended (SourceEnd)
         self._handed_out = 0  # items in batches returned by next_batch()
@@ -299,10 +299,10 @@ class _Engine:
             if indices.start == self._next_index and self._failure is None:
                 self._ready.append(values)
                 self._next_index = indices.stop
-                if self._runs or self._pending:
+                if self._ranges or self._pending:
                     self._advance()
             else:
-                self._runs[indices.start] = (indices.stop, values)
+                self._ranges[indices.start] = (indices.stop, values)
                 self._waiting += len(values)
             return
         pending = self._pending
@@ -314,16 +314,16 @@ class _Engine:
     def _advance(self) -> None:
         """Move results that are next in input order from the buffers to _ready."""
         pending = self._pending
-        runs = self._runs
+        ranges = self._ranges
         ready = self._ready
         index = self._next_index
         batch: list[Any] = []
         while self._failure is None:
-            if index in runs:
+            if index in ranges:
                 if batch:
                     ready.append(batch)
                     batch = []
-                index, values = runs.pop(index)
+                index, values = ranges.pop(index)
                 self._waiting -= len(values)
                 ready.append(values)
             elif index in pending:
@@ -391,7 +391,7 @@ class _Engine:
         self.closed = True
         self._ready.clear()
         self._pending.clear()
-        self._runs.clear()
+        self._ranges.clear()
         self._closer.close()
         self._finalizer.detach()
 
