@@ -89,6 +89,10 @@ class StartPlan:
         self._stage = stage
         self._payloads: dict[str, WorkerCode | bytes] = {}
         self._forkserver: multiprocessing.context.BaseContext | None = None
+        # Once other threads were seen, the rest of the run has them too (its own
+        # lanes start next): no need to count threads again, or to wait for a
+        # thread that might be exiting, for every worker.
+        self._beside_threads = False
         if (
             self.method == "fork"
             and FORKSERVER in multiprocessing.get_all_start_methods()
@@ -102,7 +106,8 @@ class StartPlan:
         Raises OriValidationError when the code cannot be pickled for it.
         """
         context = self.context
-        if self._forkserver is not None and not single_threaded():
+        if self._forkserver is not None and (self._beside_threads or not single_threaded()):
+            self._beside_threads = True
             context = self._forkserver
         method = context.get_start_method()
         payload = self._payloads.get(method)
