@@ -23,6 +23,7 @@ Everything here is pure: nothing starts a process or touches one.
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import signal
 import sys
@@ -62,7 +63,9 @@ def add_note(exc: _E, note: str) -> _E:
         exc.add_note(note)
     else:  # pragma: no cover - Python 3.10 only
         notes = getattr(exc, "__notes__", None)
-        exc.__notes__ = [*(notes or []), note]  # type: ignore[attr-defined]
+        # An exception type that refuses new attributes simply goes without.
+        with contextlib.suppress(AttributeError):
+            exc.__notes__ = [*(notes or []), note]  # type: ignore[attr-defined]
     return exc
 
 

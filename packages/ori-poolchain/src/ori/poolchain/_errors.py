@@ -10,7 +10,6 @@ reaches the user the same way, whichever kind of stage produced it.
 
 from __future__ import annotations
 
-import contextlib
 import reprlib
 import sys
 import traceback
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ori.errors import OriError, OriTimeoutError
-from ori.errors.remote import attach_remote_traceback
+from ori.errors.remote import add_note, attach_remote_traceback
 
 _short = reprlib.Repr()
 _short.maxstring = 60
@@ -99,16 +98,6 @@ def timeout_record(
         f"(argument: {short_repr(value)}); {aftermath}"
     )
     return ErrorRecord(index=index, stage=stage, exception=error, value=value, annotate=False)
-
-
-def add_note(exc: BaseException, note: str) -> None:
-    """``exc.add_note(note)``, with the same ``__notes__`` list on Python 3.10."""
-    if sys.version_info >= (3, 11):
-        exc.add_note(note)
-    else:  # pragma: no cover - exercised on Python 3.10 only
-        notes = getattr(exc, "__notes__", None)
-        with contextlib.suppress(AttributeError):
-            exc.__notes__ = [*(notes or []), note]  # type: ignore[attr-defined]
 
 
 def exception_for(record: ErrorRecord) -> BaseException:
