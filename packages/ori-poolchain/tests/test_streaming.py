@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -168,15 +169,84 @@ def test_source_is_read_by_one_feeder_thread_and_finalized_there() -> None:
     assert reader.startswith("ori-poolchain-")
     assert reader.endswith("-feeder")
     assert finalized_in == [reader]
-    # An input dropped early (break) is finalized by its reader too.
-    finalized_in.clear()
-    readers.clear()
-    with chain.execute_lazy(source()) as run:
-        assert next(run) == 1
-    workers_gone = time.monotonic() + 10
-    while not finalized_in and time.monotonic() < workers_gone:
+
+
+def endless_rows(readers: set[str], finalized_in: list[str]) -> Iterator[int]:
+    """An input that never ends: only closing it runs its ``finally``."""
+    try:
+        for i in itertools.count():
+            readers.add(threading.current_thread().name)
+            yield i
+    finally:
+        finalized_in.append(threading.current_thread().name)
+
+
+@pytest.mark.parametrize("repeat", range(10))
+def test_an_input_left_early_is_closed_by_its_reader(repeat: int) -> None:
+    # Closed, not left to the garbage collector: on free-threaded CPython the
+    # thread that created the generator (here the main thread) would free it.
+    readers: set[str] = set()
+    finalized_in: list[str] = []
+    chain = PoolChain().add_threadpool(workers.double, max_workers=2)
+    with chain.execute_lazy(endless_rows(readers, finalized_in)) as run:
+        assert next(run) == 0
+    closed_by = time.monotonic() + 10
+    while not finalized_in and time.monotonic() < closed_by:
         time.sleep(0.01)
+    assert len(readers) == 1
     assert finalized_in == list(readers)
+
+
+def test_a_generator_holding_a_thread_bound_resource_closes_it_after_a_break() -> None:
+    # A sqlite connection may only be used by the thread that opened it: the
+    # generator's body, and so its cleanup, must both run in the feeder.
+    closed: list[bool] = []
+
+    def rows() -> Iterator[int]:
+        connection = sqlite3.connect(":memory:")
+        try:
+            connection.execute("create table t (x)")
+            connection.executemany("insert into t values (?)", [(i,) for i in range(10_000)])
+            for (x,) in connection.execute("select x from t order by x"):
+                yield x
+        finally:
+            connection.close()  # raises ProgrammingError in any other thread
+            closed.append(True)
+
+    chain = PoolChain().add_threadpool(workers.double, max_workers=2)
+    with chain.execute_lazy(rows()) as run:
+        assert list(itertools.islice(run, 3)) == [0, 2, 4]
+    closed_by = time.monotonic() + 10
+    while not closed and time.monotonic() < closed_by:
+        time.sleep(0.01)
+    assert closed == [True]
+
+
+class ClosableRows:
+    """An iterator with a close() of its own (like a file): not Ori's to close."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self._count = itertools.count()
+
+    def __iter__(self) -> ClosableRows:
+        return self
+
+    def __next__(self) -> int:
+        return next(self._count)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_an_iterator_that_is_not_a_generator_is_left_open() -> None:
+    rows = ClosableRows()
+    chain = PoolChain().add_threadpool(workers.double, max_workers=2)
+    with chain.execute_lazy(rows) as run:
+        assert next(run) == 0
+    time.sleep(0.2)  # the feeder has had time to let go of it
+    assert not rows.closed
+    assert next(rows) > 0  # still usable by its owner
 
 
 def test_large_batches_keep_order_across_lanes() -> None:

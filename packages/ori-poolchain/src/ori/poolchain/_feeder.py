@@ -9,8 +9,13 @@ Data flow::
 Reading the input in a thread of its own means that a source that blocks (a
 queue, a socket, a message broker, a slow file) never holds back results that
 are already done: the consumer only ever waits on the output queue. Only this
-thread touches the source, so it is still read by one thread at a time, and the
-generator is finalized here too when the feeder lets go of it. An input already
+thread touches the source, so it is still read by one thread at a time. A
+generator the run stops reading early (a ``break``, a failure) is closed here
+too, explicitly: its ``finally`` and ``with`` blocks run at once and in the
+thread its body ran in (a sqlite connection opened inside it must be closed by
+that thread). Dropping the last reference would not do: on free-threaded
+CPython, an object freed by another thread than the one that created it is
+handed back to its creator to be deallocated (biased reference counting). An input already
 in memory (the iterator of a list, tuple, range, dict, set, str or bytes)
 cannot block: the consumer reads it as room appears (:meth:`Feeder.nudge`),
 which saves a thread hop per slice, and the feeder thread only fills in while
@@ -47,6 +52,7 @@ import contextvars
 import itertools
 import threading
 import time
+import types
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -84,6 +90,18 @@ _EXAMPLES: tuple[Iterable[Any], ...] = (
     bytearray(),
 )
 IN_MEMORY = frozenset(type(iter(example)) for example in _EXAMPLES)
+
+
+def _close_generator(source: Iterator[Any]) -> None:
+    """Close a generator the run no longer reads (a no-op once it is exhausted).
+
+    Only generators: closing other iterators, such as a file object the user
+    handed in, is the user's call. An exception raised while it closes has
+    nobody left to go to in the run (which is closing), so it leaves the
+    feeder thread for :func:`threading.excepthook`, which names the thread.
+    """
+    if isinstance(source, types.GeneratorType):
+        source.close()
 
 
 class _Point:
@@ -278,6 +296,7 @@ class Feeder:
         except BaseException as exc:  # an Ori bug: fail the run rather than hang it
             ctx.fail(self._stages[0].label, exc)
         finally:
+            _close_generator(source)
             del source, error
 
     def _send(self, values: list[Any]) -> None:
