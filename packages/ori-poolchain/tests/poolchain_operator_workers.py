@@ -38,3 +38,20 @@ def is_even(x: int) -> bool:
 
 def identity(x: Any) -> Any:
     return x
+
+
+def spread(x: int) -> list[int]:
+    """A random-looking expansion size (0..3) that is the same everywhere."""
+    return [x * 10 + k for k in range((x * 7 + 3) % 4)]
+
+
+def fail_some(x: Any) -> Any:
+    """Fails on values whose hash lands on 0 mod 5 (lists: their sum)."""
+    value = sum(x) if isinstance(x, list) else x
+    if value % 5 == 0:
+        raise ValueError(f"unlucky {value}")
+    return x
+
+
+def bump(x: Any) -> Any:
+    return [v + 1 for v in x] if isinstance(x, list) else x + 1
