@@ -41,6 +41,7 @@ from ._policy import OnError, check_on_error, check_retries
 from ._process_stage import STOP_GRACE_SECONDS, ProcessSpec
 from ._progress import progress_setup
 from ._run import PoolChainRun, RunOptions
+from ._segments import start_engine
 from ._sequential import run_sequentially
 from ._stages import DEFAULT_MAX_CONCURRENCY, StageSpec, check_initializer
 from ._stats import ChainStats, RunStats
@@ -816,7 +817,7 @@ class PoolChain:
             on_error=policy,
             pools=self._pools,
         )
-        run = PoolChainRun(specs, source, options)
+        run = PoolChainRun(start_engine(specs, source, options))
         self._latest = run._run_stats
         return run
 

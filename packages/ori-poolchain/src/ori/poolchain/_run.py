@@ -37,7 +37,7 @@ import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ori.errors import OriError
 
@@ -50,10 +50,6 @@ from ._progress import ProgressDisplay, ProgressSetup
 from ._stages import StageRuntime, StageSpec
 from ._stats import ChainStats, RunStats
 from ._warm import WarmPools
-
-if TYPE_CHECKING:
-    from ._operators import Step
-    from ._segments import SegmentedEngine
 
 CLOSE_SECONDS = 2.0  # how long close() waits for busy lanes before abandoning them
 HEALTH_CHECK_SECONDS = 1.0
@@ -449,7 +445,20 @@ class _Engine:
         self._finalizer.detach()
 
 
-def _results(engine: _Engine | SegmentedEngine) -> Iterator[Any]:
+class RunEngine(Protocol):
+    """What a :class:`PoolChainRun` drives: an :class:`_Engine`, or for a chain
+    with operators a ``_segments.SegmentedEngine`` (one engine per segment)."""
+
+    ctx: RunContext
+    closed: bool
+    stages: list[StageRuntime]
+
+    def next_batch(self, timeout: float | None = None) -> list[Any] | None: ...
+
+    def close(self) -> None: ...
+
+
+def _results(engine: RunEngine) -> Iterator[Any]:
     """Every result of *engine*, a batch at a time.
 
     ``itertools.chain`` hands out the items of each batch in C: no Python frame
@@ -486,17 +495,10 @@ class PoolChainRun(Iterator[Any]):
     ended): a :class:`ChainStats` snapshot.
     """
 
-    def __init__(self, specs: Sequence[Step], source: Iterator[Any], options: RunOptions) -> None:
-        """Start a run; use :meth:`PoolChain.execute_lazy`, which validates first."""
-        self._engine: _Engine | SegmentedEngine
-        stages = [spec for spec in specs if isinstance(spec, StageSpec)]
-        if len(stages) == len(specs):  # no operators: one engine, no extra hop
-            self._engine = _Engine(stages, source, options)
-        else:
-            from ._segments import SegmentedEngine  # here: _segments imports this module
-
-            self._engine = SegmentedEngine(specs, source, options)
-        self._results = _results(self._engine)
+    def __init__(self, engine: RunEngine) -> None:
+        """Wrap a started run; use :meth:`PoolChain.execute_lazy`, which validates first."""
+        self._engine = engine
+        self._results = _results(engine)
 
     @property
     def stats(self) -> ChainStats:

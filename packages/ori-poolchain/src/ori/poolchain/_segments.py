@@ -62,7 +62,7 @@ from ._operators import (
     plan,
 )
 from ._policy import Failure
-from ._run import CLOSE_SECONDS, RunOptions, _Engine
+from ._run import CLOSE_SECONDS, RunEngine, RunOptions, _Engine
 from ._stages import StageRuntime, StageSpec
 from ._stats import ChainStats, RunStats
 from ._warm import PooledWorker, WarmPools
@@ -529,6 +529,14 @@ class _Count:
 
     def __call__(self) -> int:
         return self.value
+
+
+def start_engine(steps: Sequence[Step], source: Iterator[Any], options: RunOptions) -> RunEngine:
+    """Start the run of *steps*: one engine, or one per segment when there are operators."""
+    stages = [step for step in steps if isinstance(step, StageSpec)]
+    if len(stages) == len(steps):  # no operators: exactly the one-engine path
+        return _Engine(stages, source, options)
+    return SegmentedEngine(steps, source, options)
 
 
 def _unwrap(value: Any) -> Any:
