@@ -165,6 +165,33 @@ def test_batch_timeout_sends_a_partial_batch_of_a_live_source() -> None:
         assert list(run) == []
 
 
+@pytest.mark.parametrize("repeat", range(3))
+def test_batch_timeout_before_any_stage_reads_a_live_input(repeat: int) -> None:
+    inbox: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+
+    def live() -> Iterator[int]:
+        while (item := inbox.get()) is not None:
+            yield item
+
+    chain = PoolChain().batch(50, timeout=0.05).add_threadpool(len)
+    with chain.execute_lazy(live()) as run:
+        inbox.put(1)
+        inbox.put(2)
+        inbox.put(3)
+        assert next(run) == 3  # one partial list of the three items
+        inbox.put(4)
+        assert next(run) == 1
+        inbox.put(None)
+        assert list(run) == []
+    assert chain.execute_eager(range(120)) == [50, 50, 20]
+    # Closing early, with the input blocked and the reader waiting on it:
+    run = chain.execute_lazy(live())
+    inbox.put(5)
+    assert next(run) == 1
+    inbox.put(None)  # lets the reader's thread leave the input
+    run.close()
+
+
 @pytest.mark.parametrize(
     ("call", "match"),
     [

@@ -40,17 +40,19 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import queue
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from ._context import Message, RunContext
 from ._errors import ErrorRecord, RunFailure, exception_for
 from ._feeder import _close_generator
 from ._operators import (
     PAUSE,
+    BatchSpec,
     Carried,
     Clock,
     OperatorLabel,
@@ -206,6 +208,20 @@ class _Output:
         return out
 
 
+def _timed(operator: OperatorSpec) -> bool:
+    return isinstance(operator, BatchSpec) and operator.timeout is not None
+
+
+def _counting(stream: Stream, read: _Count) -> Stream:
+    try:
+        for origin, value in stream:
+            if value is not PAUSE:
+                read.value += 1
+            yield origin, value
+    finally:
+        stream.close()
+
+
 def _numbered(source: Iterator[Any], read: _Count) -> Stream:
     """The input items with their indices (closing a generator input when done)."""
     try:
@@ -216,7 +232,97 @@ def _numbered(source: Iterator[Any], read: _Count) -> Stream:
         _close_generator(source)
 
 
-def _read(output: _Output, clock: Clock) -> Stream:
+READ_AHEAD = 1024  # items a _SourceReader may hold that nobody took yet
+_END = object()
+
+
+class _SourceReader:
+    """Reads the input in a thread of its own, for a timed ``batch()`` before any stage.
+
+    The batch must see time pass while the input blocks (a live source), so
+    the input cannot be read by the thread that runs the batch: this thread
+    reads it into a queue (at most READ_AHEAD items ahead) and :meth:`pull`
+    waits on the queue with a timeout, like on an upstream engine. It closes a
+    generator input in its own thread, as the feeder does.
+    """
+
+    def __init__(self, source: Iterator[Any], name: str) -> None:
+        self._source: Iterator[Any] | None = source
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._room = threading.Semaphore(READ_AHEAD)
+        self._stopped = False
+        self._ended = False
+        self._thread = threading.Thread(target=self._main, name=f"{name}-reader", daemon=True)
+        self._started = False
+
+    def _main(self) -> None:
+        source = self._source
+        assert source is not None
+        self._source = None  # only this frame holds it: closed here
+        try:
+            for pair in enumerate(source):
+                while not self._room.acquire(timeout=0.05):
+                    if self._stopped:
+                        return
+                if self._stopped:
+                    return
+                self._queue.put(pair)
+            self._queue.put(_END)
+        except BaseException as exc:  # raised after the items before it
+            self._queue.put(_Raised(exc))
+        finally:
+            _close_generator(source)
+            del source
+
+    def pull(self, timeout: float | None) -> list[Pair] | None:
+        if self._ended:
+            return None
+        if not self._started:
+            self._started = True
+            self._thread.start()
+        try:
+            first = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return []
+        pairs: list[Pair] = []
+        item = first
+        while True:
+            if item is _END:
+                self._ended = True
+                return pairs or None
+            if type(item) is _Raised:
+                self._ended = True
+                if pairs:
+                    self._queue.put(item)  # after the items before it
+                    self._ended = False
+                    return pairs
+                raise item.error
+            pairs.append(item)
+            self._room.release()
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return pairs
+
+    def stop(self, deadline: float) -> None:
+        self._stopped = True
+        self._queue.put(_END)
+        if self._started and self._thread is not threading.current_thread():
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+
+
+class _Raised:
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class _Puller(Protocol):
+    def pull(self, timeout: float | None) -> list[Pair] | None: ...
+
+
+def _read(output: _Puller, clock: Clock) -> Stream:
     """A segment's results as a stream, with a pause after each batch or timed-out wait."""
     while True:
         pairs = output.pull(clock.timeout())
@@ -340,6 +446,7 @@ class _Closer:
     def __init__(self, owner: RunContext, pools: WarmPools | None) -> None:
         self.engines: list[_SegmentEngine] = []
         self.tail: Stream | None = None
+        self.reader: _SourceReader | None = None
         self._owner = owner
         self._pools = pools
         self._lock = threading.Lock()
@@ -356,6 +463,9 @@ class _Closer:
             deadline = time.monotonic() + CLOSE_SECONDS
             for engine in self.engines[1:]:  # their feeders read the engine before
                 engine.join_feeder(deadline)
+            if self.reader is not None:
+                self.reader.stop(deadline)  # wakes engine 1's feeder, waiting on it
+                self.engines[0].join_feeder(deadline)
             tail = self.tail
             if tail is not None:
                 # ValueError: running in the consumer's thread, it ends there.
@@ -418,7 +528,13 @@ class SegmentedEngine:
                 segment_source: Iterator[Any] = source
                 if number or part.operators:
                     clock = Clock()
-                    stream = _read(outputs[-1], clock) if number else _numbered(source, read)
+                    if number:
+                        stream = _read(outputs[-1], clock)
+                    elif any(_timed(operator) for operator, _ in part.operators):
+                        closer.reader = reader = _SourceReader(source, owner.name)
+                        stream = _counting(_read(reader, clock), read)
+                    else:
+                        stream = _numbered(source, read)
                     stream = _applied(stream, part.operators, policy, clock, runs)
                     origins = {}
                     segment_source = _feed(stream, origins, passing)
