@@ -277,3 +277,22 @@ def test_close_from_another_thread_stops_every_segment() -> None:
     closer.join()
     assert run.stats.running is False  # every segment closed
     assert list(run) == []  # a closed run hands nothing more out
+
+
+def _interrupt_on_four(x: int) -> bool:
+    if x == 4:
+        raise KeyboardInterrupt
+    return True
+
+
+@pytest.mark.parametrize("where", ["after the last stage", "between stages"])
+def test_keyboard_interrupt_in_an_operator_closes_every_segment(where: str) -> None:
+    chain = PoolChain().add_threadpool(ow.identity).filter(_interrupt_on_four)
+    if where == "between stages":
+        chain.add_processpool(ow.plus_one, max_workers=1)
+    run = chain.execute_lazy(range(10))
+    got = []
+    with pytest.raises(KeyboardInterrupt):
+        got.extend(run)
+    assert len(got) == 4  # the items before it came out first
+    assert run.stats.running is False
