@@ -296,3 +296,27 @@ def test_keyboard_interrupt_in_an_operator_closes_every_segment(where: str) -> N
         got.extend(run)
     assert len(got) == 4  # the items before it came out first
     assert run.stats.running is False
+
+
+class _Bar:
+    def __init__(self, made: list[_Bar], **options: Any) -> None:
+        self.options = options
+        self.done = 0
+        made.append(self)
+
+    def update(self, n: int) -> None:
+        self.done += n
+
+    def close(self) -> None:
+        pass
+
+
+def test_progress_bars_and_a_tight_window_cover_every_segment() -> None:
+    made: list[_Bar] = []
+    chain = PoolChain().add_threadpool(ow.expand).flatten().add_threadpool(ow.plus_one)
+    results = chain.execute_eager(
+        range(20), progress=lambda **options: _Bar(made, **options), max_in_flight=1
+    )
+    assert results == [x + 1 for i in range(20) for x in [i] * (i % 4)]
+    assert [bar.options["total"] for bar in made] == [20, None]  # counts change after flatten
+    assert [bar.done for bar in made] == [20, len(results)]
