@@ -353,3 +353,17 @@ def test_every_kind_checks_hold_for_dask(client: Any, tmp_path: Path) -> None:
     kinds.check_timeout_reports_the_item(kinds.DASK, client)
     kinds.check_break_closes_the_run(kinds.DASK, client)
     kinds.check_stats_count_every_item(kinds.DASK, client)
+
+
+def test_operators_around_a_dask_stage(client: Any) -> None:
+    chain = (
+        PoolChain()
+        .add_dask(lambda n: list(range(n)), client=client)
+        .flatten()
+        .batch(2)
+        .add_dask(sum, client=client)
+    )
+    flat = [x for n in range(6) for x in range(n)]
+    want = [sum(flat[k : k + 2]) for k in range(0, len(flat), 2)]
+    assert chain.execute_eager(range(6)) == want
+    assert chain.execute_eager_single_threaded(range(6)) == want

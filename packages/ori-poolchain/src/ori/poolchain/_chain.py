@@ -28,10 +28,20 @@ from ._budget import check_max_memory
 from ._compat import gil_enabled
 from ._dask_stage import DaskSpec
 from ._executor_class_stage import ExecutorClassSpec
+from ._operators import (
+    BatchSpec,
+    FilterSpec,
+    FlattenSpec,
+    Step,
+    check_batch_size,
+    check_batch_timeout,
+    check_predicate,
+)
 from ._policy import OnError, check_on_error, check_retries
 from ._process_stage import STOP_GRACE_SECONDS, ProcessSpec
 from ._progress import progress_setup
 from ._run import PoolChainRun, RunOptions
+from ._segments import start_engine
 from ._sequential import run_sequentially
 from ._stages import DEFAULT_MAX_CONCURRENCY, StageSpec, check_initializer
 from ._stats import ChainStats, RunStats
@@ -110,7 +120,7 @@ class PoolChain:
 
     def __init__(self, *, on_error: OnError = "raise") -> None:
         self._on_error: str = check_on_error(on_error)
-        self._specs: list[StageSpec] = []
+        self._specs: list[Step] = []  # stages and operators, in chain order
         self._latest: RunStats | None = None  # statistics of the most recent run
         self._pools: WarmPools | None = None  # inside ``with``: workers kept between runs
 
@@ -609,10 +619,88 @@ class PoolChain:
         )
         return self._append(spec, on_error, retries)
 
+    # -- operators ---------------------------------------------------------------
+
+    def flatten(self) -> PoolChain:
+        """Append a step that hands on each element of every item, one by one.
+
+        Each result of the stage before (or each input item, if no stage
+        comes before) must be an iterable: a list, a tuple, a generator...
+        Its elements go on to the next step in the iterable's own order, as
+        soon as each exists: a lazy iterable (a generator) is read element by
+        element, so the chain keeps streaming, and infinite inputs work. In an
+        ordered run all elements of input item *i* come before those of input
+        item *i + 1*; with ``ordered=False`` every element comes exactly once.
+        ``.batch(n).flatten()`` gives the items back as they were. The step
+        runs in a thread of the run (the feeder of the stage after it), or in
+        the thread iterating the run when no stage follows.
+
+        An item that is not iterable, or whose iteration raises, fails (under
+        the execution's error policy) with a message naming ``flatten()``;
+        the elements it yielded before go on.
+
+        Returns:
+            This chain, for chaining calls.
+        """
+        self._specs.append(FlattenSpec())
+        return self
+
+    def filter(self, predicate: Callable[[Any], Any]) -> PoolChain:
+        """Append a step that keeps only the items for which *predicate* is truthy.
+
+        The predicate runs in a thread of the run (the feeder of the stage
+        after it), or in the thread iterating the run when no stage follows:
+        keep it quick, or make it a stage. Dropped items are not counted as
+        skipped (``items_skipped`` counts failures only).
+
+        Args:
+            predicate: called with one item; a truthy return keeps the item.
+                An exception it raises is a failure of that item, under the
+                execution's error policy (the note names ``filter()`` and the
+                input item).
+
+        Returns:
+            This chain, for chaining calls.
+
+        Raises:
+            OriValidationError: *predicate* is not callable.
+        """
+        self._specs.append(FilterSpec(check_predicate(predicate)))
+        return self
+
+    def batch(self, size: int, *, timeout: float | None = None) -> PoolChain:
+        """Append a step that groups consecutive items into lists of up to *size*.
+
+        Each list holds *size* items, except the last one of the run, which
+        may be shorter, and (with *timeout*) a partial list that waited too
+        long. Items keep their order within and across lists in an ordered
+        run. A failure returned by an earlier step (``on_error="return"``)
+        ends the list being filled, which goes on shorter, and then goes on
+        itself, so every result keeps its place. A Failure of a list names
+        the input item of its first element.
+
+        Args:
+            size: the most items in one list (an int >= 1).
+            timeout: seconds (int or float > 0): a partial list goes on when
+                no new item arrived for that long, so that a live source
+                that pauses does not hold items back. ``None`` (default):
+                lists fill up (or the input ends). The single-threaded
+                execute methods ignore it.
+
+        Returns:
+            This chain, for chaining calls.
+
+        Raises:
+            OriValidationError: *size* is not an int >= 1 (``True`` is
+                refused), or *timeout* is not None or a number > 0.
+        """
+        self._specs.append(BatchSpec(check_batch_size(size), check_batch_timeout(timeout)))
+        return self
+
     # -- executing --------------------------------------------------------------
 
-    def _checked_specs(self) -> list[StageSpec]:
-        if not self._specs:
+    def _checked_specs(self) -> list[Step]:
+        if not any(isinstance(spec, StageSpec) for spec in self._specs):
             raise OriValidationError(
                 "this PoolChain has no stages; add at least one with add_threadpool(), "
                 "add_processpool() or add() before executing it"
@@ -729,7 +817,7 @@ class PoolChain:
             on_error=policy,
             pools=self._pools,
         )
-        run = PoolChainRun(specs, source, options)
+        run = PoolChainRun(start_engine(specs, source, options))
         self._latest = run._run_stats
         return run
 

@@ -37,7 +37,7 @@ import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from ori.errors import OriError
 
@@ -127,19 +127,32 @@ class _Engine:
     """
 
     def __init__(
-        self, specs: Sequence[StageSpec], source: Iterator[Any], options: RunOptions
+        self,
+        specs: Sequence[StageSpec],
+        source: Iterator[Any],
+        options: RunOptions,
+        *,
+        first: int = 1,
+        total: int | None = None,
+        start: bool = True,
     ) -> None:
+        # A chain with operators runs one engine per segment of stages (see
+        # _segments.py): *first* and *total* number its stages within the whole
+        # chain, and *start* False leaves starting to the caller (start_processes
+        # for every segment before start_threads for any).
         self.ctx = ctx = RunContext()
         ctx.stats.max_memory = options.max_memory
         # The policy of each stage: its own, else the chain's.
         self._policies = [spec.on_error or options.on_error for spec in specs]
+        self._first = first
         pools = options.pools
-        total = len(specs)
+        if total is None:
+            total = len(specs)
         if pools is not None and pools.acquire(ctx):
             ctx.pools = pools
         try:
             self.stages = stages = [
-                _build(spec, number, total, ctx) for number, spec in enumerate(specs, 1)
+                _build(spec, number, total, ctx) for number, spec in enumerate(specs, first)
             ]
         except BaseException:
             if pools is not None:
@@ -178,15 +191,29 @@ class _Engine:
         self._source_error: BaseException | None = None
         self._failure: ErrorRecord | None = None
         self.closed = False
-        try:
+        self._progress = options.progress
+        if start:
             # Worker processes first: under the fork start method the run then
             # forks before it has any thread of its own.
-            for stage in stages:
+            self.start_processes()
+            self.start_threads()
+
+    def start_processes(self) -> None:
+        """Start the stages' worker processes (closes the run if that fails)."""
+        try:
+            for stage in self.stages:
                 stage.start_processes()
-            for stage in stages:
+        except BaseException:
+            self.close()
+            raise
+
+    def start_threads(self) -> None:
+        """Start lanes, progress bars and the feeder (closes the run if that fails)."""
+        try:
+            for stage in self.stages:
                 stage.start_threads()
-            if options.progress is not None:
-                display = ProgressDisplay(options.progress, ctx.stats, ctx.name)
+            if self._progress is not None:
+                display = ProgressDisplay(self._progress, self.ctx.stats, self.ctx.name)
                 self._closer.progress = display
                 display.start()
             self._feeder.start()
@@ -194,10 +221,12 @@ class _Engine:
             self.close()
             raise
 
-    def next_batch(self) -> list[Any] | None:
+    def next_batch(self, timeout: float | None = None) -> list[Any] | None:
         """The next non-empty list of results, or None when the run is over.
 
-        Blocks until results are ready. Raises the failure the policy says to
+        Blocks until results are ready, or with *timeout* (seconds) at most
+        that long, returning an empty list if nothing was ready by then.
+        Raises the failure the policy says to
         raise, or the source's exception once everything before it is out.
         Any exception (KeyboardInterrupt included) closes the run first.
         """
@@ -206,6 +235,7 @@ class _Engine:
         ready = self._ready
         stats = self.ctx.stats
         feeder = self._feeder
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while not self.closed:  # close() may come from another thread
                 self._drain()
@@ -226,7 +256,13 @@ class _Engine:
                         self._source_error = None
                         raise error
                     return None
-                self._wait()
+                if deadline is None:
+                    self._wait()
+                else:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return []
+                    self._wait(left)
                 feeder.waiting = self._waiting
                 feeder.nudge()
             return None
@@ -243,9 +279,9 @@ class _Engine:
         if self._watch and time.monotonic() >= self._next_check:
             self._check_deadlines()
 
-    def _wait(self) -> None:
+    def _wait(self, limit: float = HEALTH_CHECK_SECONDS) -> None:
         """Block for the next output message, waking up for stage deadlines."""
-        wait_for = HEALTH_CHECK_SECONDS
+        wait_for = min(limit, HEALTH_CHECK_SECONDS)
         if self._watch:
             wait_for = max(0.0, min(wait_for, self._next_check - time.monotonic()))
         feeder = self._feeder
@@ -352,17 +388,16 @@ class _Engine:
             self._ready.clear()
             self._failure = record
             return
-        policy = self._policies[record.stage.number - 1]
+        policy = self._policies[record.stage.number - self._first]
         # KeyboardInterrupt, SystemExit and the like always end the run.
         if policy != "raise" and isinstance(record.exception, Exception):
             if policy == "skip":
                 self._skipped += 1
                 self.ctx.stats.skipped = self._skipped
+                self._dropped(record)
                 value: Any = _SKIPPED
             else:
-                value = Failure(
-                    record.index, record.value, str(record.stage), exception_for(record)
-                )
+                value = self._returned(record)
             if not self._ordered:
                 if value is not _SKIPPED:
                     self._ready.append([value])
@@ -385,7 +420,21 @@ class _Engine:
         assert record is not None
         self._failure = None
         self.close()
+        return self._exception(record)
+
+    # Hooks for the engines of a chain with operators (_segments.py), which
+    # name failures by the original input index and tag results with indices.
+
+    def _exception(self, record: ErrorRecord) -> BaseException:
+        """The exception a failed item raises (with the note naming it)."""
         return exception_for(record)
+
+    def _returned(self, record: ErrorRecord) -> Any:
+        """What takes a failed item's place under on_error="return"."""
+        return Failure(record.index, record.value, str(record.stage), exception_for(record))
+
+    def _dropped(self, record: ErrorRecord) -> None:
+        """A failed item was dropped under on_error="skip"."""
 
     def close(self) -> None:
         self.closed = True
@@ -396,7 +445,20 @@ class _Engine:
         self._finalizer.detach()
 
 
-def _results(engine: _Engine) -> Iterator[Any]:
+class RunEngine(Protocol):
+    """What a :class:`PoolChainRun` drives: an :class:`_Engine`, or for a chain
+    with operators a ``_segments.SegmentedEngine`` (one engine per segment)."""
+
+    ctx: RunContext
+    closed: bool
+    stages: list[StageRuntime]
+
+    def next_batch(self, timeout: float | None = None) -> list[Any] | None: ...
+
+    def close(self) -> None: ...
+
+
+def _results(engine: RunEngine) -> Iterator[Any]:
     """Every result of *engine*, a batch at a time.
 
     ``itertools.chain`` hands out the items of each batch in C: no Python frame
@@ -433,12 +495,10 @@ class PoolChainRun(Iterator[Any]):
     ended): a :class:`ChainStats` snapshot.
     """
 
-    def __init__(
-        self, specs: Sequence[StageSpec], source: Iterator[Any], options: RunOptions
-    ) -> None:
-        """Start a run; use :meth:`PoolChain.execute_lazy`, which validates first."""
-        self._engine = _Engine(specs, source, options)
-        self._results = _results(self._engine)
+    def __init__(self, engine: RunEngine) -> None:
+        """Wrap a started run; use :meth:`PoolChain.execute_lazy`, which validates first."""
+        self._engine = engine
+        self._results = _results(engine)
 
     @property
     def stats(self) -> ChainStats:

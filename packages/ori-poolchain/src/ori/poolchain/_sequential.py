@@ -15,21 +15,114 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ._errors import ErrorRecord, exception_for
+from ._operators import PAUSE, Carried, OperatorRun, Step, Stream, plan
 from ._policy import Failure
 from ._stages import StageSpec
 
 
 def run_sequentially(
-    specs: Sequence[StageSpec], source: Iterator[Any], on_error: str = "raise"
+    specs: Sequence[Step], source: Iterator[Any], on_error: str = "raise"
 ) -> Iterator[Any]:
     """Yield each input item after it went through every stage function in turn."""
-    calls = [spec.sequential() for spec in specs]
+    stages = [spec for spec in specs if isinstance(spec, StageSpec)]
+    calls = [spec.sequential() for spec in stages]
+    functions = [function for function, _ in calls]
     try:
-        yield from _run(specs, [function for function, _ in calls], source, on_error)
+        if len(stages) == len(specs):
+            yield from _run(stages, functions, source, on_error)
+        else:
+            yield from _run_with_operators(specs, functions, source, on_error)
     finally:
         for _, close in calls:
             if close is not None:
                 close()
+
+
+def _run_with_operators(
+    specs: Sequence[Step],
+    functions: list[Callable[[Any], Any]],
+    source: Iterator[Any],
+    on_error: str,
+) -> Iterator[Any]:
+    """The chain as the concurrent runs see it: parts of stages with operators between.
+
+    The operators are the very code the concurrent runs use (``_operators.py``),
+    without a clock: batch timeouts are not enforced here.
+    """
+    parts, trailing = plan(list(specs))
+    total = sum(len(part.stages) for part in parts)
+    stream: Stream = _numbered(source)
+    done = 0
+    for part in parts:
+        for operator, label in part.operators:
+            stream = operator.apply(stream, OperatorRun(label, on_error))
+        count = len(part.stages)
+        stream = _stages(
+            stream, part.stages, functions[done : done + count], part.first, total, on_error
+        )
+        done += count
+    for operator, label in trailing:
+        stream = operator.apply(stream, OperatorRun(label, on_error))
+    try:
+        for _, value in stream:
+            if value is PAUSE:
+                continue
+            yield value.failure if type(value) is Carried else value
+    finally:
+        stream.close()
+
+
+_SKIPPED = object()  # an item dropped by on_error="skip"
+
+
+def _numbered(source: Iterator[Any]) -> Stream:
+    yield from enumerate(source)
+
+
+def _stages(
+    stream: Stream,
+    specs: list[StageSpec],
+    functions: list[Callable[[Any], Any]],
+    first: int,
+    total: int,
+    on_error: str,
+) -> Stream:
+    """Every item of *stream* through *specs*; failures of earlier steps pass untouched."""
+    policies = [spec.on_error or on_error for spec in specs]
+    try:
+        for origin, item in stream:
+            if item is PAUSE or type(item) is Carried:
+                yield origin, item
+                continue
+            value = item
+            for offset, function in enumerate(functions):
+                spec = specs[offset]
+                tries = spec.retries
+                while True:
+                    try:
+                        value = function(value)
+                        break
+                    except BaseException as exc:
+                        if tries > 0 and isinstance(exc, Exception):
+                            tries -= 1
+                            continue
+                        label = spec.label(first + offset, total)
+                        record = ErrorRecord(index=origin, stage=label, exception=exc, value=value)
+                        error = exception_for(record)
+                        policy = policies[offset]
+                        if policy == "raise" or not isinstance(exc, Exception):
+                            raise
+                        if policy == "skip":
+                            value = _SKIPPED
+                        else:
+                            value = Carried(Failure(origin, value, str(label), error))
+                        break
+                if value is _SKIPPED or type(value) is Carried:
+                    break
+            if value is not _SKIPPED:
+                yield origin, value
+    finally:
+        stream.close()
 
 
 def _run(

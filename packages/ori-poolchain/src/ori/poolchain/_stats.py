@@ -363,9 +363,10 @@ class RunStats:
 
     def count_failure(self, number: int) -> None:
         """Stage *number* (from 1) reported a failed item (any thread)."""
-        meters = self._meters
-        if 0 < number <= len(meters):
-            meters[number - 1].count_failed()
+        for meter in self._meters:  # a handful of stages; failures are rare
+            if meter.label.number == number:
+                meter.count_failed()
+                return
 
     def tick(self) -> None:
         """Sample queue depths and bytes if the last sample is a few ms old (any thread)."""
@@ -435,16 +436,16 @@ class RunStats:
         meters = self._meters
         elapsed, pulled, handed_out, bytes_in_flight, counts = self._count(meters)
         stages: list[StageStats] = []
-        for number, (meter, (entered, out, failed, busy, peak)) in enumerate(
-            zip(meters, counts, strict=True), 1
-        ):
+        for meter, (entered, out, failed, busy, peak) in zip(meters, counts, strict=True):
             workers = meter.workers
             done = out + failed
             capacity = elapsed * workers
             stages.append(
                 StageStats(
-                    number=number,
-                    total=len(meters),
+                    # The label's numbers: a segment of a chain with operators
+                    # (_segments.py) holds stages numbered within the whole chain.
+                    number=meter.label.number,
+                    total=meter.label.total,
                     kind=meter.label.kind,
                     function=meter.label.function,
                     workers=workers,
