@@ -1,4 +1,4 @@
-"""PoolChain operators: ``.batch()`` in front of a bulk save, ``.flatten()`` of a big listing (issue 14).
+"""PoolChain operators (issue 14): ``.batch()`` before a bulk save, ``.flatten()`` of a listing.
 
 Batch: the chain reads N small records and saves them. Saving costs
 SAVE_CALL_SECONDS per call plus SAVE_ITEM_SECONDS per record (a database
@@ -164,9 +164,7 @@ def listing(size: int) -> Callable[[int], list[int]]:
 def ori_flatten(size: int) -> Iterable[Any]:
     from ori.poolchain import PoolChain
 
-    chain = (
-        PoolChain().add_threadpool(listing(size), max_workers=1).flatten().add_threadpool(parse)
-    )
+    chain = PoolChain().add_threadpool(listing(size), max_workers=1).flatten().add_threadpool(parse)
     return chain.execute_lazy([0])
 
 
