@@ -28,23 +28,22 @@ def run_sequentially(
     calls = [spec.sequential() for spec in stages]
     functions = [function for function, _ in calls]
     try:
-        if len(stages) == len(specs):
-            yield from _run(stages, functions, source, on_error)
-        else:
-            yield from _run_with_operators(specs, functions, source, on_error)
+        yield from _run(specs, functions, source, on_error)
     finally:
         for _, close in calls:
             if close is not None:
                 close()
 
 
-def _run_with_operators(
+def _run(
     specs: Sequence[Step],
     functions: list[Callable[[Any], Any]],
     source: Iterator[Any],
     on_error: str,
 ) -> Iterator[Any]:
     """The chain as the concurrent runs see it: parts of stages with operators between.
+
+    A chain without operators is one part, so plain chains take this path too.
 
     The operators are the very code the concurrent runs use (``_operators.py``),
     without a clock: batch timeouts are not enforced here.
@@ -123,42 +122,3 @@ def _stages(
                 yield origin, value
     finally:
         stream.close()
-
-
-def _run(
-    specs: Sequence[StageSpec],
-    functions: list[Callable[[Any], Any]],
-    source: Iterator[Any],
-    on_error: str,
-) -> Iterator[Any]:
-    total = len(specs)
-    policies = [spec.on_error or on_error for spec in specs]
-    for index, item in enumerate(source):
-        value = item
-        failure: Failure | None = None
-        policy = "raise"
-        for number, function in enumerate(functions, 1):
-            tries = specs[number - 1].retries
-            while True:
-                try:
-                    value = function(value)
-                    break
-                except BaseException as exc:
-                    if tries > 0 and isinstance(exc, Exception):
-                        tries -= 1
-                        continue
-                    label = specs[number - 1].label(number, total)
-                    # exception_for adds the note naming stage, index and argument.
-                    record = ErrorRecord(index=index, stage=label, exception=exc, value=value)
-                    error = exception_for(record)
-                    policy = policies[number - 1]
-                    if policy == "raise" or not isinstance(exc, Exception):
-                        raise
-                    failure = Failure(index, value, str(label), error)
-                    break
-            if failure is not None:
-                break
-        if failure is None:
-            yield value
-        elif policy == "return":
-            yield failure
