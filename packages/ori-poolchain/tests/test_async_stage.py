@@ -308,6 +308,7 @@ CHILD = textwrap.dedent(
     """
     import asyncio, itertools, sys, threading
     sys.path.insert(0, {tests!r})
+    from poolchain_children import consume_announcing_ready
     from ori.poolchain import PoolChain
 
     cancelled = 0
@@ -324,9 +325,7 @@ CHILD = textwrap.dedent(
     if __name__ == "__main__":
         chain = PoolChain().add_asyncpool(slow, max_concurrency=200).add_threadpool(str)
         try:
-            for count, value in enumerate(chain.execute_lazy(itertools.count())):
-                if count == 20:
-                    print("READY", flush=True)
+            consume_announcing_ready(lambda: chain.execute_lazy(itertools.count()), after=20)
         except KeyboardInterrupt:
             alive = [t.name for t in threading.enumerate() if t.name.startswith("ori-")]
             print("INTERRUPTED", alive, cancelled > 0, flush=True)

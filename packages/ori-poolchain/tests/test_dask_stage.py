@@ -259,6 +259,7 @@ CHILD = textwrap.dedent(
     import itertools, sys, threading, time
     sys.path.insert(0, {tests!r})
     import poolchain_workers as sw
+    from poolchain_children import consume_announcing_ready
     from distributed import Client, LocalCluster
     from ori.poolchain import PoolChain
 
@@ -269,9 +270,7 @@ CHILD = textwrap.dedent(
         client = Client(cluster)
         chain = PoolChain().add_dask(sw.nap, client=client, chunksize=1).add_threadpool(str)
         try:
-            for count, value in enumerate(chain.execute_lazy(itertools.count())):
-                if count == 10:
-                    print("READY", flush=True)
+            consume_announcing_ready(lambda: chain.execute_lazy(itertools.count()), after=10)
         except KeyboardInterrupt:
             alive = [t.name for t in threading.enumerate() if t.name.startswith("ori-")]
             deadline = time.monotonic() + 5  # the scheduler forgets cancelled tasks soon after

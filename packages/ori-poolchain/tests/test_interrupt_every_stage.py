@@ -29,6 +29,7 @@ TESTS_DIR = Path(__file__).resolve().parent
 CHILD = """
 import concurrent.futures, itertools, multiprocessing, sys, threading
 sys.path.insert(0, {tests!r})
+from poolchain_children import consume_announcing_ready
 from poolchain_kinds import KINDS
 from ori.poolchain import PoolChain
 
@@ -38,9 +39,7 @@ if __name__ == "__main__":
     kind = {{k.name: k for k in KINDS}}[{kind!r}]
     chain = kind.stage(PoolChain(), "sleepy_identity", own)
     try:
-        for count, value in enumerate(chain.execute_lazy(itertools.count())):
-            if count == 5:
-                print("READY", flush=True)
+        consume_announcing_ready(lambda: chain.execute_lazy(itertools.count()), after=5)
     except KeyboardInterrupt:
         own.shutdown()
         left = [t.name for t in threading.enumerate() if t is not threading.main_thread()]

@@ -285,6 +285,7 @@ CTRL_C_CHILD = """
 import multiprocessing, sys, threading, time
 sys.path.insert(0, {tests!r})
 import poolchain_workers as w
+from poolchain_children import consume_announcing_ready
 from ori.poolchain import PoolChain
 
 
@@ -303,9 +304,7 @@ if __name__ == "__main__":
         .add_processpool(w.double, max_workers=2, start_method={method!r})
     )
     try:
-        for count, value in enumerate(chain.execute_lazy(live())):
-            if count == 5:
-                print("READY", flush=True)
+        consume_announcing_ready(lambda: chain.execute_lazy(live()), after=5)
     except KeyboardInterrupt:
         # The feeder leaves once the input yields again (within 10 ms).
         deadline = time.monotonic() + 10

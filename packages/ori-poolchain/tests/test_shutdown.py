@@ -127,6 +127,7 @@ CHILD = textwrap.dedent(
     import itertools, multiprocessing, sys, threading
     sys.path.insert(0, {tests!r})
     import poolchain_workers as w
+    from poolchain_children import consume_announcing_ready
     from ori.poolchain import PoolChain
 
     if __name__ == "__main__":
@@ -138,9 +139,7 @@ CHILD = textwrap.dedent(
             .add_threadpool(w.sleepy_identity, max_workers=2)
         )
         try:
-            for count, (pid, value) in enumerate(chain.execute_lazy(itertools.count())):
-                if count == 5:
-                    print("READY", flush=True)
+            consume_announcing_ready(lambda: chain.execute_lazy(itertools.count()), after=5)
         except KeyboardInterrupt:
             alive = [t.name for t in threading.enumerate() if t.name.startswith("ori-")]
             print("INTERRUPTED", multiprocessing.active_children(), alive, flush=True)
