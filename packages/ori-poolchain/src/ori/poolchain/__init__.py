@@ -22,16 +22,25 @@ window, and a map of its modules): ``docs/internals.md``.
 # (pyproject.toml, [tool.hatch.version]), so the two cannot differ.
 __version__ = "1.1.0"
 
+from ._async_run import PoolChainAsyncRun as PoolChainAsyncRun
 from ._chain import PoolChain as PoolChain
 from ._policy import Failure as Failure
 from ._run import PoolChainRun as PoolChainRun
 from ._stats import ChainStats as ChainStats
 from ._stats import StageStats as StageStats
 
-__all__ = ("ChainStats", "Failure", "PoolChain", "PoolChainRun", "StageStats")
+__all__ = (
+    "ChainStats",
+    "Failure",
+    "PoolChain",
+    "PoolChainAsyncRun",
+    "PoolChainRun",
+    "StageStats",
+)
 
 PoolChain.__module__ = __name__
 Failure.__module__ = __name__
 PoolChainRun.__module__ = __name__
+PoolChainAsyncRun.__module__ = __name__
 ChainStats.__module__ = __name__
 StageStats.__module__ = __name__
