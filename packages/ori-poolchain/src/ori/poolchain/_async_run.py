@@ -37,6 +37,7 @@ from ._run import RunEngine
 from ._stats import ChainStats, RunStats
 
 _EMPTY: list[Any] = []
+JOIN_CLOSED_SECONDS = 1.0  # a closing thread that already said it is done: at most this
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -170,7 +171,10 @@ class PoolChainAsyncRun(AsyncIterator[Any]):
         self._items = iter(_EMPTY)
         self._ended = False
         self._done: asyncio.Future[None] | None = None
-        self._finalizer = weakref.finalize(self, _shut_down, engine, self._waiter, source, pump, loop)
+        self._closing: threading.Thread | None = None
+        self._finalizer = weakref.finalize(
+            self, _shut_down, engine, self._waiter, source, pump, loop
+        )
 
     @property
     def stats(self) -> ChainStats:
@@ -239,7 +243,9 @@ class PoolChainAsyncRun(AsyncIterator[Any]):
             if self._finalizer.detach() is None:  # already wound down: nothing to wait for
                 done.set_result(None)
             else:
-                _shut_down(self._engine, self._waiter, self._source, self._pump, self._loop, done)
+                self._closing = _shut_down(
+                    self._engine, self._waiter, self._source, self._pump, self._loop, done
+                )
         return done
 
     async def aclose(self) -> None:
@@ -251,6 +257,10 @@ class PoolChainAsyncRun(AsyncIterator[Any]):
         taken are dropped.
         """
         await asyncio.shield(self._close_soon())
+        closing = self._closing
+        if closing is not None:
+            # Its work is done (it completed the future last): this returns at once.
+            closing.join(JOIN_CLOSED_SECONDS)
         pump = self._pump
         if pump is not None and not pump.done():
             # The source's own finally blocks run before aclose() returns
