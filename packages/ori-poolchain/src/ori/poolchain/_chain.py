@@ -7,7 +7,6 @@ times, one after the other or at once from several threads.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import dataclasses
 import multiprocessing
@@ -15,7 +14,7 @@ import multiprocessing.context
 import sys
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ori.errors import OriInvalidStateError, OriValidationError
 from ori.errors.validation import (
@@ -25,8 +24,6 @@ from ori.errors.validation import (
     describe,
 )
 
-from ._async_input import AsyncInput
-from ._async_run import PoolChainAsyncRun
 from ._budget import check_max_memory
 from ._compat import gil_enabled
 from ._dask_stage import DaskSpec
@@ -52,6 +49,11 @@ from ._thread_stage import ThreadSpec
 from ._user_executor import UserExecutorSpec
 from ._warm import WarmPools
 
+if TYPE_CHECKING:
+    import asyncio
+
+    from ._async_run import PoolChainAsyncRun
+
 
 def _no_initializer(initializer: object, where: str) -> None:
     if initializer is not None:
@@ -76,6 +78,8 @@ def _is_async_iterable(iterable: object) -> bool:
 
 
 def _running_loop() -> asyncio.AbstractEventLoop:
+    import asyncio  # here: a program that never runs a chain from asyncio need not import it
+
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
@@ -908,6 +912,9 @@ class PoolChain:
             allow_async=True,
         )
         loop = _running_loop()
+        from ._async_input import AsyncInput
+        from ._async_run import PoolChainAsyncRun
+
         if source is not None:
             run = PoolChainAsyncRun(start_engine(specs, source, options), loop)
         else:
