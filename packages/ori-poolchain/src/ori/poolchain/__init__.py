@@ -22,7 +22,7 @@ window, and a map of its modules): ``docs/internals.md``.
 # (pyproject.toml, [tool.hatch.version]), so the two cannot differ.
 __version__ = "1.1.0"
 
-from typing import TYPE_CHECKING, Any
+import typing as _typing
 
 from ._chain import PoolChain as PoolChain
 from ._policy import Failure as Failure
@@ -30,7 +30,7 @@ from ._run import PoolChainRun as PoolChainRun
 from ._stats import ChainStats as ChainStats
 from ._stats import StageStats as StageStats
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from ._async_run import PoolChainAsyncRun as PoolChainAsyncRun
 
 __all__ = (
@@ -49,7 +49,7 @@ ChainStats.__module__ = __name__
 StageStats.__module__ = __name__
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     # PoolChainAsyncRun is imported on first use: it imports asyncio, which a
     # program whose chains never touch asyncio should not pay for.
     if name == "PoolChainAsyncRun":
@@ -58,3 +58,7 @@ def __getattr__(name: str) -> Any:
         PoolChainAsyncRun.__module__ = __name__
         return PoolChainAsyncRun
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "PoolChainAsyncRun"})
