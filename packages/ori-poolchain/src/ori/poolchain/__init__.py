@@ -22,16 +22,43 @@ window, and a map of its modules): ``docs/internals.md``.
 # (pyproject.toml, [tool.hatch.version]), so the two cannot differ.
 __version__ = "1.1.0"
 
+import typing as _typing
+
 from ._chain import PoolChain as PoolChain
 from ._policy import Failure as Failure
 from ._run import PoolChainRun as PoolChainRun
 from ._stats import ChainStats as ChainStats
 from ._stats import StageStats as StageStats
 
-__all__ = ("ChainStats", "Failure", "PoolChain", "PoolChainRun", "StageStats")
+if _typing.TYPE_CHECKING:
+    from ._async_run import PoolChainAsyncRun as PoolChainAsyncRun
+
+__all__ = (
+    "ChainStats",
+    "Failure",
+    "PoolChain",
+    "PoolChainAsyncRun",
+    "PoolChainRun",
+    "StageStats",
+)
 
 PoolChain.__module__ = __name__
 Failure.__module__ = __name__
 PoolChainRun.__module__ = __name__
 ChainStats.__module__ = __name__
 StageStats.__module__ = __name__
+
+
+def __getattr__(name: str) -> _typing.Any:
+    # PoolChainAsyncRun is imported on first use: it imports asyncio, which a
+    # program whose chains never touch asyncio should not pay for.
+    if name == "PoolChainAsyncRun":
+        from ._async_run import PoolChainAsyncRun
+
+        PoolChainAsyncRun.__module__ = __name__
+        return PoolChainAsyncRun
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "PoolChainAsyncRun"})

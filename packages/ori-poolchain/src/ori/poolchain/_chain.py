@@ -12,9 +12,9 @@ import dataclasses
 import multiprocessing
 import multiprocessing.context
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ori.errors import OriInvalidStateError, OriValidationError
 from ori.errors.validation import (
@@ -49,6 +49,11 @@ from ._thread_stage import ThreadSpec
 from ._user_executor import UserExecutorSpec
 from ._warm import WarmPools
 
+if TYPE_CHECKING:
+    import asyncio
+
+    from ._async_run import PoolChainAsyncRun
+
 
 def _no_initializer(initializer: object, where: str) -> None:
     if initializer is not None:
@@ -58,12 +63,30 @@ def _no_initializer(initializer: object, where: str) -> None:
         )
 
 
-def _check_iterable(iterable: object) -> Iterator[Any]:
+def _check_iterable(iterable: object, also: str = "") -> Iterator[Any]:
     try:
         return iter(iterable)  # type: ignore[call-overload, no-any-return]
     except TypeError:
         raise OriValidationError(
-            f"iterable must be an iterable such as a list or a generator, got {describe(iterable)}"
+            f"iterable must be an iterable such as a list or a generator{also}, "
+            f"got {describe(iterable)}"
+        ) from None
+
+
+def _is_async_iterable(iterable: object) -> bool:
+    return hasattr(type(iterable), "__aiter__")
+
+
+def _running_loop() -> asyncio.AbstractEventLoop:
+    import asyncio  # here: a program that never runs a chain from asyncio need not import it
+
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        raise OriInvalidStateError(
+            "execute_async() needs a running event loop and there is none in this thread; "
+            "call it from a coroutine (e.g. inside asyncio.run(main())), or use "
+            "execute_lazy() in synchronous code"
         ) from None
 
 
@@ -800,6 +823,125 @@ class PoolChain:
                 that cannot be pickled for spawn) is raised after cleanup.
         """
         specs = self._checked_specs()
+        options, source = self._run_options(
+            iterable,
+            ordered=ordered,
+            max_in_flight=max_in_flight,
+            max_memory=max_memory,
+            progress=progress,
+            on_error=on_error,
+            specs=specs,
+        )
+        assert source is not None
+        run = PoolChainRun(start_engine(specs, source, options))
+        self._latest = run._run_stats
+        return run
+
+    def execute_async(
+        self,
+        iterable: Iterable[Any] | AsyncIterable[Any],
+        *,
+        ordered: bool = True,
+        max_in_flight: int | None = None,
+        max_memory: int | str | None = "256MiB",
+        progress: bool | Callable[..., Any] = False,
+        on_error: OnError | None = None,
+    ) -> PoolChainAsyncRun:
+        """Start streaming *iterable* through the chain; return an async iterator of results.
+
+        For asyncio code: ``async for result in chain.execute_async(items):``.
+        Call it from a coroutine (it needs the running event loop, and it
+        does not block it); the run belongs to that loop. Work begins before
+        this returns, as for :meth:`execute_lazy` (starting a worker process
+        takes a few milliseconds of the loop's time here). Awaiting a result
+        never blocks the loop: results already done are handed out at once,
+        and only when none is ready does the task wait, in a thread of the run.
+
+        The input may be an ordinary iterable (read as for
+        :meth:`execute_lazy`: a list in the loop's thread, a generator or a
+        queue by the run's feeder thread, so one that blocks never blocks the
+        loop) or an async iterable such as an async generator, which is read
+        on the loop, only as far ahead as *max_in_flight* and *max_memory*
+        allow (an infinite one works), and closed with ``aclose()`` if the
+        run stops reading it early.
+
+        Results, errors and bounds are those of :meth:`execute_lazy`: under
+        ``"raise"`` a failing stage function's exception (same type, with
+        Ori's note) is raised from the ``async for`` when its item's turn
+        comes, and an exception raised by the input, async or not, comes
+        after the results of the items before it. ``break`` (once the run is
+        garbage collected), :meth:`PoolChainAsyncRun.aclose`, leaving an
+        ``async with`` block and cancelling the consuming task all stop every
+        thread and worker process of the run.
+
+        Args:
+            iterable: the items to process: an iterable or an async iterable.
+            ordered: ``True`` (default) yields results in input order;
+                ``False`` in completion order.
+            max_in_flight: the bound on items in the chain at once, as for
+                :meth:`execute_lazy`; ``None`` picks one from the stages.
+            max_memory: the bound on the bytes of those items (``"64MiB"``,
+                an int, ``None`` for none), as for :meth:`execute_lazy`.
+            progress: ``True`` (needs the ``progress`` extra) or a bar factory
+                shows one live bar per stage, as for :meth:`execute_lazy`.
+            on_error: the error policy for this execution (``"raise"``,
+                ``"skip"`` or ``"return"``); ``None`` uses the chain's.
+
+        Returns:
+            A :class:`PoolChainAsyncRun`: an async iterator and async context
+            manager with :meth:`~PoolChainAsyncRun.aclose` and
+            :attr:`~PoolChainAsyncRun.stats` (also available as
+            :attr:`PoolChain.stats` until the chain's next run).
+
+        Raises:
+            OriValidationError: as for :meth:`execute_lazy`, an async
+                iterable being accepted as *iterable*.
+            OriInvalidStateError: no event loop is running in this thread
+                (called outside a coroutine).
+            OriNoInteractiveProcessPools: as for :meth:`execute_lazy`.
+        """
+        specs = self._checked_specs()
+        options, source = self._run_options(
+            iterable,
+            ordered=ordered,
+            max_in_flight=max_in_flight,
+            max_memory=max_memory,
+            progress=progress,
+            on_error=on_error,
+            specs=specs,
+            allow_async=True,
+        )
+        loop = _running_loop()
+        from ._async_input import AsyncInput
+        from ._async_run import PoolChainAsyncRun
+
+        if source is not None:
+            run = PoolChainAsyncRun(start_engine(specs, source, options), loop)
+        else:
+            assert _is_async_iterable(iterable)
+            bridge = AsyncInput(loop)
+            engine = start_engine(specs, bridge, options)
+            pump = loop.create_task(
+                bridge.pump(aiter(iterable)),  # type: ignore[arg-type]
+                name=f"{engine.ctx.name}-async-input",
+            )
+            run = PoolChainAsyncRun(engine, loop, bridge, pump)
+        self._latest = run._run_stats
+        return run
+
+    def _run_options(
+        self,
+        iterable: object,
+        *,
+        ordered: object,
+        max_in_flight: object,
+        max_memory: object,
+        progress: object,
+        on_error: object,
+        specs: list[Step],
+        allow_async: bool = False,
+    ) -> tuple[RunOptions, Iterator[Any] | None]:
+        """The checked keywords of an execution and its source (None: async, for the caller)."""
         if not isinstance(ordered, bool):
             raise OriValidationError(f"ordered must be True or False, got {describe(ordered)}")
         window = check_positive_int(max_in_flight, "max_in_flight")
@@ -807,7 +949,12 @@ class PoolChain:
         policy = check_on_error(on_error, allow_none=True) or self._on_error
         for spec in specs:
             spec.check_run()
-        source = _check_iterable(iterable)
+        if allow_async and _is_async_iterable(iterable):
+            source = None
+        elif allow_async:
+            source = _check_iterable(iterable, also=", or an async iterable")
+        else:
+            source = _check_iterable(iterable)
         bars = progress_setup(progress, iterable)
         options = RunOptions(
             ordered=ordered,
@@ -817,9 +964,7 @@ class PoolChain:
             on_error=policy,
             pools=self._pools,
         )
-        run = PoolChainRun(start_engine(specs, source, options))
-        self._latest = run._run_stats
-        return run
+        return options, source
 
     def execute_eager(
         self,

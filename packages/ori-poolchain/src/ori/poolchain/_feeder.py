@@ -92,6 +92,20 @@ _EXAMPLES: tuple[Iterable[Any], ...] = (
 IN_MEMORY = frozenset(type(iter(example)) for example in _EXAMPLES)
 
 
+class RequestedSource(Iterator[Any]):
+    """A source that reads ahead only what it was asked for (``execute_async``'s async input).
+
+    Its items come from another thread (the event loop), one hand-off per
+    request rather than per item, so the feeder tells it how many items the
+    next slice may take; it never reads more, which keeps the window and the
+    byte budget exact.
+    """
+
+    def request(self, count: int) -> None:
+        """The next slice may take *count* items (feeder thread; never blocks)."""
+        raise NotImplementedError
+
+
 def _close_generator(source: Iterator[Any]) -> None:
     """Close a generator the run no longer reads (a no-op once it is exhausted).
 
@@ -260,6 +274,7 @@ class Feeder:
         pace.size = MAX_SLICE  # until the source proves slow, slices are the first stage's
         clock = time.perf_counter
         lock = self._lock
+        request = source.request if isinstance(source, RequestedSource) else None
         error: BaseException | None = None
         try:
             while not (self._stopped or ctx.stopping):
@@ -275,6 +290,8 @@ class Feeder:
                     self._slice_began = began = clock()
                 self._reading = True
                 try:
+                    if request is not None:
+                        request(take)
                     values.extend(itertools.islice(source, take))
                 except BaseException as exc:  # raised after the results before it
                     error = exc
@@ -297,7 +314,7 @@ class Feeder:
             ctx.fail(self._stages[0].label, exc)
         finally:
             _close_generator(source)
-            del source, error
+            del source, error, request
 
     def _send(self, values: list[Any]) -> None:
         """Give items read from the source to the first stage (lock held)."""

@@ -1,0 +1,184 @@
+"""``PoolChain.execute_async`` (issue 14): the cost per item of ``async for`` over a chain.
+
+The chain: one thread stage (two workers) whose function does WORK_LOOPS
+iterations of pure-Python arithmetic per item (0: the stage returns its
+argument doubled, so what is measured is the hand-out itself, the worst case
+for any overhead). The consumer adds the results up. Implementations, side by
+side in one run, each over the same N items:
+
+* ``ori execute_lazy``: the baseline, a plain ``for`` in synchronous code;
+* ``ori execute_async``: ``async for`` inside ``asyncio.run``, input a list;
+* ``ori execute_async (async input)``: the same with an async generator input;
+* ``ori execute_lazy via asyncio.to_thread``: what asyncio code can do without
+  execute_async: ``await asyncio.to_thread(next, run)`` per item;
+* ``pypeln task``: ``async for`` over ``pl.task.map`` (an asyncio stage, the
+  work done in the coroutine; pypeln's way to stream inside a loop).
+
+Figures: microseconds per item (median of several runs), and the ratio of
+each asyncio consumer to ``execute_lazy`` (target for execute_async: <= 1.2).
+
+Run: ``python benchmarks/bench_poolchain_execute_async.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _harness import Row, main, measure, unavailable
+
+WORKERS = 2
+WORKLOADS = {"no work": 0, "~20 us of work": 400}  # label -> loops per item
+
+
+def work(loops: int) -> Callable[[int], int]:
+    def stage(x: int) -> int:
+        total = 0
+        for i in range(loops):
+            total += i
+        return x * 2 + (total & 0)
+
+    return stage
+
+
+def chain(loops: int) -> object:
+    from ori.poolchain import PoolChain
+
+    return PoolChain().add_threadpool(work(loops), max_workers=WORKERS)
+
+
+def expected(n: int) -> int:
+    return 2 * sum(range(n))
+
+
+def ori_lazy(loops: int, n: int) -> int:
+    return sum(chain(loops).execute_lazy(range(n)))  # type: ignore[attr-defined]
+
+
+async def _numbers(n: int) -> AsyncIterator[int]:
+    for i in range(n):
+        yield i
+
+
+def ori_async(loops: int, n: int) -> int:
+    async def consume() -> int:
+        total = 0
+        async for result in chain(loops).execute_async(list(range(n))):  # type: ignore[attr-defined]
+            total += result
+        return total
+
+    return asyncio.run(consume())
+
+
+def ori_async_input(loops: int, n: int) -> int:
+    async def consume() -> int:
+        total = 0
+        async for result in chain(loops).execute_async(_numbers(n)):  # type: ignore[attr-defined]
+            total += result
+        return total
+
+    return asyncio.run(consume())
+
+
+_END = object()
+
+
+def ori_lazy_to_thread(loops: int, n: int) -> int:
+    async def consume() -> int:
+        total = 0
+        with chain(loops).execute_lazy(range(n)) as run:  # type: ignore[attr-defined]
+            while (result := await asyncio.to_thread(next, run, _END)) is not _END:
+                total += result
+        return total
+
+    return asyncio.run(consume())
+
+
+def pypeln_task(loops: int, n: int) -> int:
+    import pypeln as pl
+
+    stage_function = work(loops)
+
+    async def stage(x: int) -> int:
+        return stage_function(x)
+
+    async def consume() -> int:
+        total = 0
+        async for result in pl.task.map(stage, range(n), workers=WORKERS):
+            total += result
+        return total
+
+    return asyncio.run(consume())
+
+
+IMPLEMENTATIONS: list[tuple[str, Callable[[int, int], int], str | None]] = [
+    ("ori execute_lazy", ori_lazy, None),
+    ("ori execute_async", ori_async, None),
+    ("ori execute_async (async input)", ori_async_input, None),
+    ("ori execute_lazy via asyncio.to_thread", ori_lazy_to_thread, None),
+    ("pypeln task", pypeln_task, "pypeln"),
+]
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def workload_rows(label: str, loops: int, quick: bool) -> list[Row]:
+    n = (20_000 if quick else 200_000) if loops == 0 else (5_000 if quick else 50_000)
+    times = 3 if quick else 7
+    benchmark = f"execute_async: us per item, {label}"
+    note = f"{n} items, one thread stage of {WORKERS} workers"
+    rows: list[Row] = []
+    per_item: dict[str, float] = {}
+    for name, function, module in IMPLEMENTATIONS:
+        if module is not None and not _installed(module):
+            rows.append(unavailable(benchmark, name, "not installed", unit="us"))
+            continue
+        count = n if "to_thread" not in name else max(1, n // 20)  # 20x fewer: slow
+
+        def once(function: Callable[[int, int], int] = function, count: int = count) -> float:
+            started = time.perf_counter()
+            total = function(loops, count)
+            took = time.perf_counter() - started
+            if total != expected(count):
+                raise AssertionError(f"sum {total}, expected {expected(count)}")
+            return took / count * 1e6
+
+        extra = "" if count == n else f" ({count} items: one thread hop per item)"
+        row = measure(benchmark, name, once, times=times, unit="us", note=note + extra)
+        rows.append(row)
+        per_item[name] = row.value
+    lazy = per_item.get("ori execute_lazy")
+    if lazy:
+        for name, value in per_item.items():
+            if name == "ori execute_lazy":
+                continue
+            rows.append(
+                Row(
+                    f"execute_async: cost per item / execute_lazy's, {label}",
+                    name,
+                    value / lazy,
+                    "x",
+                    target=1.2 if name.startswith("ori execute_async") else None,
+                    note="medians of us per item",
+                    comparable=False,
+                )
+            )
+    return rows
+
+
+def run(quick: bool) -> list[Row]:
+    rows: list[Row] = []
+    for label, loops in WORKLOADS.items():
+        rows += workload_rows(label, loops, quick)
+    return rows
+
+
+if __name__ == "__main__":
+    main(run)
