@@ -28,13 +28,14 @@ import contextlib
 import queue
 import threading
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
 from typing import Any
 
 from ._async_input import AsyncInput
 from ._run import RunEngine
 from ._stats import ChainStats, RunStats
+from ._typing import Result
 
 _EMPTY: list[Any] = []
 JOIN_CLOSED_SECONDS = 1.0  # a closing thread that already said it is done: at most this
@@ -133,7 +134,7 @@ def _shut_down(
     return thread
 
 
-class PoolChainAsyncRun(AsyncIterator[Any]):
+class PoolChainAsyncRun(AsyncIterator[Result]):
     """The async iterator returned by :meth:`PoolChain.execute_async`: one running chain.
 
     Consume it with ``async for`` from one task at a time, on the event loop
@@ -168,7 +169,7 @@ class PoolChainAsyncRun(AsyncIterator[Any]):
         self._source = source
         self._pump = pump
         self._waiter = _Waiter(loop, engine.ctx.name)
-        self._items = iter(_EMPTY)
+        self._items: Iterator[Result] = iter(_EMPTY)
         self._ended = False
         self._done: asyncio.Future[None] | None = None
         self._closing: threading.Thread | None = None
@@ -189,17 +190,17 @@ class PoolChainAsyncRun(AsyncIterator[Any]):
         """The live counters behind :attr:`stats` (for the chain's own use)."""
         return self._engine.ctx.stats
 
-    def __aiter__(self) -> PoolChainAsyncRun:
+    def __aiter__(self) -> PoolChainAsyncRun[Result]:
         """Return the run itself."""
         return self
 
-    async def __anext__(self) -> Any:
+    async def __anext__(self) -> Result:
         # The fast path: an item of the current batch, nothing awaited.
         for item in self._items:
             return item
         return await self._refill()
 
-    async def _refill(self) -> Any:
+    async def _refill(self) -> Result:
         """The first item of the next batch: at once when done, else waited for off the loop."""
         if self._ended:
             raise StopAsyncIteration
@@ -217,7 +218,7 @@ class PoolChainAsyncRun(AsyncIterator[Any]):
         if batch is None:
             self._wind_down()
             raise StopAsyncIteration
-        items = iter(batch)
+        items: Iterator[Result] = iter(batch)  # the engine's batches hold Any
         self._items = items
         return next(items)
 
@@ -268,7 +269,7 @@ class PoolChainAsyncRun(AsyncIterator[Any]):
             await asyncio.wait([pump])
         self._waiter.stop()
 
-    async def __aenter__(self) -> PoolChainAsyncRun:
+    async def __aenter__(self) -> PoolChainAsyncRun[Result]:
         """Return the run itself; leaving the block awaits :meth:`aclose`."""
         return self
 

@@ -14,7 +14,7 @@ import multiprocessing.context
 import sys
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Generic, Literal, overload
 
 from ori.errors import OriInvalidStateError, OriValidationError
 from ori.errors.validation import (
@@ -37,7 +37,7 @@ from ._operators import (
     check_batch_timeout,
     check_predicate,
 )
-from ._policy import OnError, check_on_error, check_retries
+from ._policy import Failure, OnError, check_on_error, check_retries
 from ._process_stage import STOP_GRACE_SECONDS, ProcessSpec
 from ._progress import progress_setup
 from ._run import PoolChainRun, RunOptions
@@ -46,13 +46,41 @@ from ._sequential import run_sequentially
 from ._stages import DEFAULT_MAX_CONCURRENCY, StageSpec, check_initializer
 from ._stats import ChainStats, RunStats
 from ._thread_stage import ThreadSpec
+from ._typing import (
+    DefaultedGeneric,
+    Element,
+    EmptyFail,
+    Fail,
+    First,
+    In,
+    Never,
+    New,
+    NoStages,
+    Out,
+)
 from ._user_executor import UserExecutorSpec
 from ._warm import WarmPools
 
 if TYPE_CHECKING:
     import asyncio
+    from typing import TypeAlias
+
+    from typing_extensions import Unpack
 
     from ._async_run import PoolChainAsyncRun
+    from ._typing import (
+        AddOptions,
+        AsyncOptions,
+        CpuOptions,
+        DaskOptions,
+        KeepsNoFailure,
+        ProcessOptions,
+        RunKeywords,
+        ThreadOptions,
+    )
+
+    # A chain without stages, whatever the on_error it was made with (see NoStages).
+    EmptyChain: TypeAlias = "PoolChain[NoStages[Any], NoStages[Any], NoStages[EmptyFail]]"
 
 
 def _no_initializer(initializer: object, where: str) -> None:
@@ -90,7 +118,7 @@ def _running_loop() -> asyncio.AbstractEventLoop:
         ) from None
 
 
-class PoolChain:
+class PoolChain(DefaultedGeneric, Generic[In, Out, Fail]):
     """A chain of stages that an iterable streams through, each on its own pool.
 
     Build it with :meth:`add_threadpool`, :meth:`add_processpool` or :meth:`add`
@@ -124,6 +152,15 @@ class PoolChain:
       applies; ``0`` (the default): none. A retried item goes back to this
       stage's queue, so it may run more than once.
 
+    The chain is generic, ``PoolChain[In, Out, Fail]``, for type checkers
+    only: ``In`` is what its first stage takes, ``Out`` what its last step
+    yields and ``Fail`` what may come out in a result's place (``Never``, or
+    a :class:`~ori.poolchain.Failure` under ``on_error="return"``). Each
+    ``add*`` method returns the chain typed with its function's result, and a
+    function that does not take the previous result is an error for mypy and
+    pyright; ``execute_eager`` then returns ``list[Out]``. Nothing changes at
+    run time.
+
     Examples:
         >>> from ori.poolchain import PoolChain
         >>> chain = PoolChain().add_threadpool(lambda n: n * 10).add_processpool(str)
@@ -141,20 +178,70 @@ class PoolChain:
         OriValidationError: *on_error* is not one of the three policies.
     """
 
+    _parameter_defaults = (Any, Any, Never)  # PoolChain[int, str] at run time
+
+    @overload
+    def __init__(
+        self: PoolChain[NoStages, NoStages, NoStages],
+        *,
+        on_error: Literal["raise", "skip"] = ...,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: PoolChain[NoStages, NoStages, NoStages[Failure[Any]]], *, on_error: OnError
+    ) -> None: ...
     def __init__(self, *, on_error: OnError = "raise") -> None:
         self._on_error: str = check_on_error(on_error)
         self._specs: list[Step] = []  # stages and operators, in chain order
         self._latest: RunStats | None = None  # statistics of the most recent run
         self._pools: WarmPools | None = None  # inside ``with``: workers kept between runs
 
-    def _append(self, spec: StageSpec, on_error: object, retries: object) -> PoolChain:
+    def _append(
+        self, spec: StageSpec, on_error: object, retries: object
+    ) -> PoolChain[Any, Any, Any]:
         policy = check_on_error(on_error, allow_none=True)
         count = check_retries(retries)
         self._specs.append(dataclasses.replace(spec, on_error=policy, retries=count))
         return self
 
     # -- building -------------------------------------------------------------
+    #
+    # Every add* method has four overloads: on a chain without stages (the
+    # function's parameter fixes In) or after a stage (the parameter must take
+    # Out), each with a stage policy that returns no Failure or one that may.
 
+    @overload
+    def add(
+        self: EmptyChain[EmptyFail],
+        function: Callable[[First], New],
+        *,
+        on_error: KeepsNoFailure = ...,
+        **options: Unpack[AddOptions],
+    ) -> PoolChain[First, New, EmptyFail]: ...
+    @overload
+    def add(
+        self: EmptyChain[EmptyFail],
+        function: Callable[[First], New],
+        *,
+        on_error: OnError | None,
+        **options: Unpack[AddOptions],
+    ) -> PoolChain[First, New, EmptyFail | Failure[First]]: ...
+    @overload
+    def add(
+        self,
+        function: Callable[[Out], New],
+        *,
+        on_error: KeepsNoFailure = ...,
+        **options: Unpack[AddOptions],
+    ) -> PoolChain[In, New, Fail]: ...
+    @overload
+    def add(
+        self,
+        function: Callable[[Out], New],
+        *,
+        on_error: OnError | None,
+        **options: Unpack[AddOptions],
+    ) -> PoolChain[In, New, Fail | Failure[Out]]: ...
     def add(
         self,
         function: Callable[[Any], Any],
@@ -170,7 +257,7 @@ class PoolChain:
         initializer: Callable[..., Any] | None = None,
         initargs: Iterable[Any] = (),
         start_method: str | None = None,
-    ) -> PoolChain:
+    ) -> PoolChain[Any, Any, Any]:
         """Append a stage that runs *function* on every item, on *executor_class* or *executor*.
 
         ``ThreadPoolExecutor`` and ``ProcessPoolExecutor`` themselves select Ori's
@@ -251,6 +338,38 @@ class PoolChain:
                 defined in an interactive session or ``python -c`` and its
                 workers are not forked, so they could not import it.
         """
+        return self._add(
+            function,
+            executor_class=executor_class,
+            max_workers=max_workers,
+            timeout=timeout,
+            chunksize=chunksize,
+            mp_context=mp_context,
+            executor=executor,
+            on_error=on_error,
+            retries=retries,
+            initializer=initializer,
+            initargs=initargs,
+            start_method=start_method,
+        )
+
+    def _add(
+        self,
+        function: Callable[[Any], Any],
+        *,
+        executor_class: type[concurrent.futures.Executor] | None,
+        max_workers: int | None,
+        timeout: float | None,
+        chunksize: int | None = None,
+        mp_context: multiprocessing.context.BaseContext | None = None,
+        executor: concurrent.futures.Executor | None = None,
+        on_error: OnError | None,
+        retries: int,
+        initializer: Callable[..., Any] | None,
+        initargs: Iterable[Any],
+        start_method: str | None = None,
+    ) -> PoolChain[Any, Any, Any]:
+        """:meth:`add` without its overloads, for the other add* methods."""
         if executor is not None or executor_class is None:
             if executor_class is not None or executor is None:
                 raise OriValidationError(
@@ -306,6 +425,38 @@ class PoolChain:
             spec = ExecutorClassSpec.create(function, cls, max_workers=max_workers, timeout=timeout)
         return self._append(spec, on_error, retries)
 
+    @overload
+    def add_threadpool(
+        self: EmptyChain[EmptyFail],
+        function: Callable[[First], New],
+        *,
+        on_error: KeepsNoFailure = ...,
+        **options: Unpack[ThreadOptions],
+    ) -> PoolChain[First, New, EmptyFail]: ...
+    @overload
+    def add_threadpool(
+        self: EmptyChain[EmptyFail],
+        function: Callable[[First], New],
+        *,
+        on_error: OnError | None,
+        **options: Unpack[ThreadOptions],
+    ) -> PoolChain[First, New, EmptyFail | Failure[First]]: ...
+    @overload
+    def add_threadpool(
+        self,
+        function: Callable[[Out], New],
+        *,
+        on_error: KeepsNoFailure = ...,
+        **options: Unpack[ThreadOptions],
+    ) -> PoolChain[In, New, Fail]: ...
+    @overload
+    def add_threadpool(
+        self,
+        function: Callable[[Out], New],
+        *,
+        on_error: OnError | None,
+        **options: Unpack[ThreadOptions],
+    ) -> PoolChain[In, New, Fail | Failure[Out]]: ...
     def add_threadpool(
         self,
         function: Callable[[Any], Any],
@@ -316,7 +467,7 @@ class PoolChain:
         retries: int = 0,
         initializer: Callable[..., Any] | None = None,
         initargs: Iterable[Any] = (),
-    ) -> PoolChain:
+    ) -> PoolChain[Any, Any, Any]:
         """Append a stage that runs *function* in a pool of threads.
 
         Suits functions that spend their time waiting (HTTP requests, disk,
@@ -348,7 +499,7 @@ class PoolChain:
                 right type, or *on_error* is not a policy or *retries* not an
                 int >= 0.
         """
-        return self.add(
+        return self._add(
             function,
             executor_class=concurrent.futures.ThreadPoolExecutor,
             max_workers=max_workers,
@@ -359,6 +510,38 @@ class PoolChain:
             initargs=initargs,
         )
 
+    @overload
+    def add_processpool(
+        self: EmptyChain[EmptyFail],
+        function: Callable[[First], New],
+        *,
+        on_error: KeepsNoFailure = ...,
+        **options: Unpack[ProcessOptions],
+    ) -> PoolChain[First, New, EmptyFail]: ...
+    @overload
+    def add_processpool(
+        self: EmptyChain[EmptyFail],
+        function: Callable[[First], New],
+        *,
+        on_error: OnError | None,
+        **options: Unpack[ProcessOptions],
+    ) -> PoolChain[First, New, EmptyFail | Failure[First]]: ...
+    @overload
+    def add_processpool(
+        self,
+        function: Callable[[Out], New],
+        *,
+        on_error: KeepsNoFailure = ...,
+        **options: Unpack[ProcessOptions],
+    ) -> PoolChain[In, New, Fail]: ...
+    @overload
+    def add_processpool(
+        self,
+        function: Callable[[Out], New],
+        *,
+        on_error: OnError | None,
+        **options: Unpack[ProcessOptions],
+    ) -> PoolChain[In, New, Fail | Failure[Out]]: ...
     def add_processpool(
         self,
         function: Callable[[Any], Any],
@@ -372,7 +555,7 @@ class PoolChain:
         initializer: Callable[..., Any] | None = None,
         initargs: Iterable[Any] = (),
         start_method: str | None = None,
-    ) -> PoolChain:
+    ) -> PoolChain[Any, Any, Any]:
         """Append a stage that runs *function* in worker processes Ori owns.
 
         Suits pure-Python computation, which threads cannot run in parallel.
@@ -442,7 +625,7 @@ class PoolChain:
                 fork and cloudpickle is not installed, so the workers could not
                 import it.
         """
-        return self.add(
+        return self._add(
             function,
             executor_class=concurrent.futures.ProcessPoolExecutor,
             max_workers=max_workers,
@@ -456,6 +639,38 @@ class PoolChain:
             start_method=start_method,
         )
 
+    @overload
+    def add_cpupool(
+        self: EmptyChain[EmptyFail],
+        function: Callable[[First], New],
+        *,
+        on_error: KeepsNoFailure = ...,
+        **options: Unpack[CpuOptions],
+    ) -> PoolChain[First, New, EmptyFail]: ...
+    @overload
+    def add_cpupool(
+        self: EmptyChain[EmptyFail],
+        function: Callable[[First], New],
+        *,
+        on_error: OnError | None,
+        **options: Unpack[CpuOptions],
+    ) -> PoolChain[First, New, EmptyFail | Failure[First]]: ...
+    @overload
+    def add_cpupool(
+        self,
+        function: Callable[[Out], New],
+        *,
+        on_error: KeepsNoFailure = ...,
+        **options: Unpack[CpuOptions],
+    ) -> PoolChain[In, New, Fail]: ...
+    @overload
+    def add_cpupool(
+        self,
+        function: Callable[[Out], New],
+        *,
+        on_error: OnError | None,
+        **options: Unpack[CpuOptions],
+    ) -> PoolChain[In, New, Fail | Failure[Out]]: ...
     def add_cpupool(
         self,
         function: Callable[[Any], Any],
@@ -465,7 +680,7 @@ class PoolChain:
         chunksize: int | None = None,
         on_error: OnError | None = None,
         retries: int = 0,
-    ) -> PoolChain:
+    ) -> PoolChain[Any, Any, Any]:
         """Append a stage for CPU-bound work, on threads or processes, whichever runs in parallel.
 
         On a free-threaded interpreter (Python 3.13t and later with the GIL
@@ -519,6 +734,38 @@ class PoolChain:
             )
         return self._append(spec, on_error, retries)
 
+    @overload
+    def add_asyncpool(
+        self: EmptyChain[EmptyFail],
+        async_function: Callable[[First], Awaitable[New]],
+        *,
+        on_error: KeepsNoFailure = ...,
+        **options: Unpack[AsyncOptions],
+    ) -> PoolChain[First, New, EmptyFail]: ...
+    @overload
+    def add_asyncpool(
+        self: EmptyChain[EmptyFail],
+        async_function: Callable[[First], Awaitable[New]],
+        *,
+        on_error: OnError | None,
+        **options: Unpack[AsyncOptions],
+    ) -> PoolChain[First, New, EmptyFail | Failure[First]]: ...
+    @overload
+    def add_asyncpool(
+        self,
+        async_function: Callable[[Out], Awaitable[New]],
+        *,
+        on_error: KeepsNoFailure = ...,
+        **options: Unpack[AsyncOptions],
+    ) -> PoolChain[In, New, Fail]: ...
+    @overload
+    def add_asyncpool(
+        self,
+        async_function: Callable[[Out], Awaitable[New]],
+        *,
+        on_error: OnError | None,
+        **options: Unpack[AsyncOptions],
+    ) -> PoolChain[In, New, Fail | Failure[Out]]: ...
     def add_asyncpool(
         self,
         async_function: Callable[[Any], Awaitable[Any]],
@@ -527,7 +774,7 @@ class PoolChain:
         timeout: float | None = None,
         on_error: OnError | None = None,
         retries: int = 0,
-    ) -> PoolChain:
+    ) -> PoolChain[Any, Any, Any]:
         """Append a stage that awaits *async_function* on every item, on one event loop.
 
         Suits I/O with an asyncio library (HTTP clients, databases): thousands
@@ -577,6 +824,42 @@ class PoolChain:
         spec = AsyncSpec.create(async_function, max_concurrency=max_concurrency, timeout=timeout)
         return self._append(spec, on_error, retries)
 
+    @overload
+    def add_dask(
+        self: EmptyChain[EmptyFail],
+        function: Callable[[First], New],
+        *,
+        client: Any,
+        on_error: KeepsNoFailure = ...,
+        **options: Unpack[DaskOptions],
+    ) -> PoolChain[First, New, EmptyFail]: ...
+    @overload
+    def add_dask(
+        self: EmptyChain[EmptyFail],
+        function: Callable[[First], New],
+        *,
+        client: Any,
+        on_error: OnError | None,
+        **options: Unpack[DaskOptions],
+    ) -> PoolChain[First, New, EmptyFail | Failure[First]]: ...
+    @overload
+    def add_dask(
+        self,
+        function: Callable[[Out], New],
+        *,
+        client: Any,
+        on_error: KeepsNoFailure = ...,
+        **options: Unpack[DaskOptions],
+    ) -> PoolChain[In, New, Fail]: ...
+    @overload
+    def add_dask(
+        self,
+        function: Callable[[Out], New],
+        *,
+        client: Any,
+        on_error: OnError | None,
+        **options: Unpack[DaskOptions],
+    ) -> PoolChain[In, New, Fail | Failure[Out]]: ...
     def add_dask(
         self,
         function: Callable[[Any], Any],
@@ -587,7 +870,7 @@ class PoolChain:
         chunksize: int | None = None,
         on_error: OnError | None = None,
         retries: int = 0,
-    ) -> PoolChain:
+    ) -> PoolChain[Any, Any, Any]:
         """Append a stage that runs *function* on a dask cluster through *client*.
 
         Needs the ``dask`` extra: ``pip install 'ori-poolchain[dask]'``. Items
@@ -644,7 +927,11 @@ class PoolChain:
 
     # -- operators ---------------------------------------------------------------
 
-    def flatten(self) -> PoolChain:
+    @overload
+    def flatten(self: EmptyChain[EmptyFail]) -> PoolChain[Iterable[Any], Any, EmptyFail]: ...
+    @overload
+    def flatten(self: PoolChain[In, Iterable[Element], Fail]) -> PoolChain[In, Element, Fail]: ...
+    def flatten(self) -> PoolChain[Any, Any, Any]:
         """Append a step that hands on each element of every item, one by one.
 
         Each result of the stage before (or each input item, if no stage
@@ -668,7 +955,16 @@ class PoolChain:
         self._specs.append(FlattenSpec())
         return self
 
-    def filter(self, predicate: Callable[[Any], Any]) -> PoolChain:
+    # On a chain without stages filter() keeps it one: In is still unknown, the
+    # next stage fixes it. (mypy sees an overlap; the second overload, given
+    # the first one's self, returns the same type.)
+    @overload
+    def filter(  # type: ignore[overload-overlap]
+        self: EmptyChain[EmptyFail], predicate: Callable[[Any], object]
+    ) -> EmptyChain[EmptyFail]: ...
+    @overload
+    def filter(self, predicate: Callable[[Out], object]) -> PoolChain[In, Out, Fail]: ...
+    def filter(self, predicate: Callable[[Any], object]) -> PoolChain[Any, Any, Any]:
         """Append a step that keeps only the items for which *predicate* is truthy.
 
         The predicate runs in a thread of the run (the feeder of the stage
@@ -691,7 +987,15 @@ class PoolChain:
         self._specs.append(FilterSpec(check_predicate(predicate)))
         return self
 
-    def batch(self, size: int, *, timeout: float | None = None) -> PoolChain:
+    @overload
+    def batch(
+        self: EmptyChain[EmptyFail], size: int, *, timeout: float | None = ...
+    ) -> PoolChain[Any, list[Any], EmptyFail]: ...
+    @overload
+    def batch(
+        self, size: int, *, timeout: float | None = ...
+    ) -> PoolChain[In, list[Out], Fail]: ...
+    def batch(self, size: int, *, timeout: float | None = None) -> PoolChain[Any, Any, Any]:
         """Append a step that groups consecutive items into lists of up to *size*.
 
         Each list holds *size* items, except the last one of the run, which
@@ -730,6 +1034,22 @@ class PoolChain:
             )
         return list(self._specs)
 
+    @overload
+    def execute_lazy(
+        self,
+        iterable: Iterable[In],
+        *,
+        on_error: KeepsNoFailure = ...,
+        **options: Unpack[RunKeywords],
+    ) -> PoolChainRun[Out | Fail]: ...
+    @overload
+    def execute_lazy(
+        self,
+        iterable: Iterable[In],
+        *,
+        on_error: OnError | None,
+        **options: Unpack[RunKeywords],
+    ) -> PoolChainRun[Out | Fail | Failure[Any]]: ...
     def execute_lazy(
         self,
         iterable: Iterable[Any],
@@ -739,7 +1059,7 @@ class PoolChain:
         max_memory: int | str | None = "256MiB",
         progress: bool | Callable[..., Any] = False,
         on_error: OnError | None = None,
-    ) -> PoolChainRun:
+    ) -> PoolChainRun[Any]:
         """Start streaming *iterable* through the chain; return an iterator of results.
 
         Work begins before this returns: worker processes and threads start and
@@ -837,6 +1157,22 @@ class PoolChain:
         self._latest = run._run_stats
         return run
 
+    @overload
+    def execute_async(
+        self,
+        iterable: Iterable[In] | AsyncIterable[In],
+        *,
+        on_error: KeepsNoFailure = ...,
+        **options: Unpack[RunKeywords],
+    ) -> PoolChainAsyncRun[Out | Fail]: ...
+    @overload
+    def execute_async(
+        self,
+        iterable: Iterable[In] | AsyncIterable[In],
+        *,
+        on_error: OnError | None,
+        **options: Unpack[RunKeywords],
+    ) -> PoolChainAsyncRun[Out | Fail | Failure[Any]]: ...
     def execute_async(
         self,
         iterable: Iterable[Any] | AsyncIterable[Any],
@@ -846,7 +1182,7 @@ class PoolChain:
         max_memory: int | str | None = "256MiB",
         progress: bool | Callable[..., Any] = False,
         on_error: OnError | None = None,
-    ) -> PoolChainAsyncRun:
+    ) -> PoolChainAsyncRun[Any]:
         """Start streaming *iterable* through the chain; return an async iterator of results.
 
         For asyncio code: ``async for result in chain.execute_async(items):``.
@@ -916,7 +1252,9 @@ class PoolChain:
         from ._async_run import PoolChainAsyncRun
 
         if source is not None:
-            run = PoolChainAsyncRun(start_engine(specs, source, options), loop)
+            run: PoolChainAsyncRun[Any] = PoolChainAsyncRun(
+                start_engine(specs, source, options), loop
+            )
         else:
             assert _is_async_iterable(iterable)
             bridge = AsyncInput(loop)
@@ -966,6 +1304,22 @@ class PoolChain:
         )
         return options, source
 
+    @overload
+    def execute_eager(
+        self,
+        iterable: Iterable[In],
+        *,
+        on_error: KeepsNoFailure = ...,
+        **options: Unpack[RunKeywords],
+    ) -> list[Out | Fail]: ...
+    @overload
+    def execute_eager(
+        self,
+        iterable: Iterable[In],
+        *,
+        on_error: OnError | None,
+        **options: Unpack[RunKeywords],
+    ) -> list[Out | Fail | Failure[Any]]: ...
     def execute_eager(
         self,
         iterable: Iterable[Any],
@@ -1019,6 +1373,20 @@ class PoolChain:
         ) as run:
             return list(run)
 
+    @overload
+    def execute_lazy_single_threaded(
+        self,
+        iterable: Iterable[In],
+        *,
+        on_error: KeepsNoFailure = ...,
+    ) -> Iterator[Out | Fail]: ...
+    @overload
+    def execute_lazy_single_threaded(
+        self,
+        iterable: Iterable[In],
+        *,
+        on_error: OnError | None,
+    ) -> Iterator[Out | Fail | Failure[Any]]: ...
     def execute_lazy_single_threaded(
         self, iterable: Iterable[Any], *, on_error: OnError | None = None
     ) -> Iterator[Any]:
@@ -1047,6 +1415,20 @@ class PoolChain:
         policy = check_on_error(on_error, allow_none=True) or self._on_error
         return run_sequentially(specs, _check_iterable(iterable), policy)
 
+    @overload
+    def execute_eager_single_threaded(
+        self,
+        iterable: Iterable[In],
+        *,
+        on_error: KeepsNoFailure = ...,
+    ) -> list[Out | Fail]: ...
+    @overload
+    def execute_eager_single_threaded(
+        self,
+        iterable: Iterable[In],
+        *,
+        on_error: OnError | None,
+    ) -> list[Out | Fail | Failure[Any]]: ...
     def execute_eager_single_threaded(
         self, iterable: Iterable[Any], *, on_error: OnError | None = None
     ) -> list[Any]:
@@ -1068,7 +1450,7 @@ class PoolChain:
 
     # -- warm pools -------------------------------------------------------------
 
-    def __enter__(self) -> PoolChain:
+    def __enter__(self) -> PoolChain[In, Out, Fail]:
         """Keep the chain's worker processes alive across executions until ``__exit__``.
 
         Inside ``with chain:`` every process stage keeps its worker processes

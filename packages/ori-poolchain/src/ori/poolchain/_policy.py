@@ -23,12 +23,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeAlias
+from typing import Any, Final, Generic, Literal, TypeAlias
 
 from ori.errors import OriValidationError
 from ori.errors.validation import describe
 
 from ._errors import short_repr
+from ._typing import Item
 
 OnError: TypeAlias = Literal["raise", "skip", "return"]
 POLICIES: Final = ("raise", "skip", "return")
@@ -59,8 +60,12 @@ def check_retries(value: object, name: str = "retries") -> int:
 
 
 @dataclass(frozen=True, repr=False)
-class Failure:
+class Failure(Generic[Item]):
     """An item that failed, yielded in its place under ``on_error="return"``.
+
+    Generic in the type of :attr:`item`: a chain typed with its stages (see
+    :class:`~ori.poolchain.PoolChain`) yields ``Failure[int]`` in place of the
+    results of a stage that takes ``int`` and returns failures.
 
     Attributes:
         index: the item's position in the input, from 0.
@@ -80,7 +85,7 @@ class Failure:
     """
 
     index: int
-    item: Any
+    item: Item
     stage: str
     exception: BaseException
 

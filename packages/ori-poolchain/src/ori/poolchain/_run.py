@@ -49,6 +49,7 @@ from ._policy import Failure
 from ._progress import ProgressDisplay, ProgressSetup
 from ._stages import StageRuntime, StageSpec
 from ._stats import ChainStats, RunStats
+from ._typing import Result
 from ._warm import WarmPools
 
 CLOSE_SECONDS = 2.0  # how long close() waits for busy lanes before abandoning them
@@ -469,8 +470,13 @@ def _results(engine: RunEngine) -> Iterator[Any]:
     return itertools.chain.from_iterable(iter(engine.next_batch, None))
 
 
-class PoolChainRun(Iterator[Any]):
+class PoolChainRun(Iterator[Result]):
     """The iterator returned by :meth:`PoolChain.execute_lazy`: one running chain.
+
+    Generic in what it yields: a ``PoolChainRun[str]`` comes from a chain
+    whose last step returns ``str`` (``PoolChainRun[str | Failure[int]]``
+    when failures may be returned); the type parameter changes nothing at run
+    time.
 
     Iterate it from one thread at a time. Each ``next()`` blocks until the next
     result is ready (input order by default, completion order for
@@ -498,7 +504,7 @@ class PoolChainRun(Iterator[Any]):
     def __init__(self, engine: RunEngine) -> None:
         """Wrap a started run; use :meth:`PoolChain.execute_lazy`, which validates first."""
         self._engine = engine
-        self._results = _results(engine)
+        self._results: Iterator[Result] = _results(engine)
 
     @property
     def stats(self) -> ChainStats:
@@ -515,11 +521,11 @@ class PoolChainRun(Iterator[Any]):
         """The live counters behind :attr:`stats` (for the chain's own use)."""
         return self._engine.ctx.stats
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[Result]:
         """The run's results; shares its position with ``next(run)``."""
         return self._results
 
-    def __next__(self) -> Any:
+    def __next__(self) -> Result:
         return next(self._results)
 
     def close(self) -> None:
@@ -533,7 +539,7 @@ class PoolChainRun(Iterator[Any]):
         """
         self._engine.close()
 
-    def __enter__(self) -> PoolChainRun:
+    def __enter__(self) -> PoolChainRun[Result]:
         """Return the run itself; leaving the block calls :meth:`close`."""
         return self
 
