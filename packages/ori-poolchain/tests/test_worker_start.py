@@ -198,13 +198,18 @@ def test_a_fork_that_deadlocked_is_replaced_by_a_forkserver_worker(attempt: int)
     # Every worker forked from the script itself hangs before it runs a line of
     # Ori, as a fork beside a thread that held a lock would; the replacements
     # come from the forkserver (started beside the lane threads) and finish the run.
+    # The two hung forks already count two of the three failed starts in a row
+    # that end a run, so the forkserver's own boot (a fresh interpreter, slow on
+    # a loaded machine) is done first: the test times worker starts, not that.
     done = python_c(
         """
         import os, time
+        from multiprocessing import forkserver
         from ori.poolchain import PoolChain, _process_stage
         from poolchain_workers import double
 
-        _process_stage.READY_DEADLINE_SECONDS = 1.0
+        forkserver.ensure_running()
+        _process_stage.READY_DEADLINE_SECONDS = 2.0
         script = os.getpid()
         def hang_if_forked_from_the_script():
             if os.getppid() == script:
