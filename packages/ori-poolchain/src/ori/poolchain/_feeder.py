@@ -71,6 +71,7 @@ RECHECK_SECONDS = 0.05  # a sleeping feeder looks again this often even if nobod
 PROBE_RECHECK_SECONDS = 0.001
 PROBE_FAST_SECONDS = 1.0
 FLUSH_SECONDS = 0.002  # a slice blocked this long sends on what it already read
+SLIVER_WAIT_SECONDS = 0.002  # room for less than a batch waits this long (see _inline_take)
 JOIN_STEP_SECONDS = 0.01  # close() looks this often whether the feeder is stuck in the source
 
 
@@ -179,6 +180,7 @@ class Feeder:
         # An input already in memory is read by the consumer (see fill).
         self.inline = type(source) in IN_MEMORY
         self._ended = False
+        self._sliver_since: float | None = None  # since when a sliver of room waits
 
     def start(self) -> None:
         """Start the feeder thread (in a copy of the caller's context variables).
@@ -222,10 +224,8 @@ class Feeder:
         source = self._source
         if self._ended or self._stopped or self._ctx.stopping or source is None:
             return
-        hint = self._stages[0].sizer
         try:
-            while (room := self._room()) > 0:
-                take = min(room, hint.size)
+            while (take := self._inline_take()) > 0:
                 values = list(itertools.islice(source, take))
                 if values:
                     self._send(values)
@@ -234,6 +234,29 @@ class Feeder:
                     return
         except Exception as exc:  # e.g. a dict changed size while read: after the rest
             self._end(exc)
+
+    def _inline_take(self) -> int:
+        """How many items of an input in memory to read now (0 or less: none).
+
+        A slice of the first stage's batch size at most. A smaller one only
+        when less than a batch is in flight: room for a few items (the
+        window's slack, freed by a short batch handed out) otherwise waits
+        until a whole batch fits, so the first stage gets full batches rather
+        than a stream of tiny chunks, each a round trip to a worker process.
+        It waits ``SLIVER_WAIT_SECONDS`` at most: usually the next batch
+        handed out makes room well before, but items in flight may also wait
+        for items not read yet (coroutines meeting at a barrier, say).
+        """
+        room = self._room()
+        size = self._stages[0].sizer.size
+        if 0 < room < size and self._in_flight() >= size:
+            now = time.perf_counter()
+            if self._sliver_since is None:
+                self._sliver_since = now
+            if now - self._sliver_since < SLIVER_WAIT_SECONDS:
+                return 0
+        self._sliver_since = None
+        return min(room, size)
 
     def _end(self, error: BaseException | None) -> None:
         self._ended = True
@@ -356,10 +379,14 @@ class Feeder:
         self._wakeup.clear()
         self._asleep = True  # the consumer sees this, or we see its room below
         try:
-            if self._room() <= 0 and not (self._stopped or self._ctx.stopping):
+            room = self._inline_take() if self.inline else self._room()
+            if room <= 0 and not (self._stopped or self._ctx.stopping):
                 young = time.perf_counter() - self._ctx.stats.started < PROBE_FAST_SECONDS
                 fast = self._probing and young
-                self._wakeup.wait(PROBE_RECHECK_SECONDS if fast else RECHECK_SECONDS)
+                wait = PROBE_RECHECK_SECONDS if fast else RECHECK_SECONDS
+                if self._sliver_since is not None:  # a sliver of room waits: not for long
+                    wait = min(wait, SLIVER_WAIT_SECONDS)
+                self._wakeup.wait(wait)
         finally:
             self._asleep = False
 
@@ -375,10 +402,14 @@ class Feeder:
         # item must not starve every stage (memory stays within twice this).
         return window + min(self.waiting, window)
 
+    def _in_flight(self) -> int:
+        """Items read and not yet handed out or skipped."""
+        stats = self._ctx.stats
+        return stats.pulled - stats.handed_out - stats.skipped
+
     def _room(self) -> int:
         """How many more items may enter the chain now."""
-        stats = self._ctx.stats
-        in_flight = stats.pulled - stats.handed_out - stats.skipped
+        in_flight = self._in_flight()
         room = self._window() - in_flight
         budget = self._budget
         if budget is None or room <= 0:

@@ -89,17 +89,16 @@ Message = Reply | UnreadableReply | Control
 
 
 def dumps(obj: object) -> bytes:
-    """Pickle like multiprocessing does, as plain bytes.
+    """Pickle like multiprocessing does (its reducers included), as plain bytes.
 
-    ``ForkingPickler.dumps`` returns a view of a BytesIO; releasing it here
-    means no buffer export can outlive its call (Python 3.13 reports a BytesIO
-    collected while exported as an unraisable error).
+    Into a BytesIO of our own rather than through ``ForkingPickler.dumps``:
+    ``getvalue()`` hands over the buffer without a copy (about a fifth of the
+    cost of a chunk of small items), and no view of it is exported, which
+    Python 3.13 would report as an unraisable error if one outlived the call.
     """
-    view = ForkingPickler.dumps(obj)
-    try:
-        return bytes(view)
-    finally:
-        view.release()
+    buffer = io.BytesIO()
+    ForkingPickler(buffer).dump(obj)
+    return buffer.getvalue()
 
 
 def encode_reply(reply: Reply) -> bytes:
