@@ -45,6 +45,7 @@ class GatedSource:
         self.before = before
         self.after = after
         self.gate = threading.Event()
+        self.at_gate = threading.Event()  # the reader is blocked inside the source
         self.timed_out: list[bool] = []
         self.read = 0
 
@@ -52,6 +53,7 @@ class GatedSource:
         for i in range(self.before):
             self.read += 1
             yield i
+        self.at_gate.set()
         self.timed_out.append(not self.gate.wait(RELEASE_SECONDS))
         for i in range(self.before, self.before + self.after):
             self.read += 1
@@ -175,6 +177,9 @@ def test_close_while_the_source_blocks_returns_and_the_feeder_leaves_later() -> 
         chain = PoolChain().add_threadpool(workers.double, max_workers=2)
         run = chain.execute_lazy(iter(source))
         assert [next(run) for _ in range(3)] == [0, 2, 4]
+        # The third result can come out before the feeder is back inside the
+        # source (it then sees the close and leaves without reading on).
+        assert source.at_gate.wait(RELEASE_SECONDS)
         run.close()
         assert list(run) == []
         assert [t.name for t in feeder_threads()], "the feeder waits inside the source"
