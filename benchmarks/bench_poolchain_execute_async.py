@@ -3,19 +3,24 @@
 The chain: one thread stage (two workers) whose function does WORK_LOOPS
 iterations of pure-Python arithmetic per item (0: the stage returns its
 argument doubled, so what is measured is the hand-out itself, the worst case
-for any overhead). The consumer adds the results up. Implementations, side by
-side in one run, each over the same N items:
+for any overhead). Every consumer runs the same Python loop body per result
+(``total += result``). Implementations, side by side in one run, each over
+the same N items:
 
-* ``ori execute_lazy``: the baseline, a plain ``for`` in synchronous code;
-* ``ori execute_async``: ``async for`` inside ``asyncio.run``, input a list;
+* ``ori execute_lazy``: the baseline, a plain ``for`` loop in synchronous code;
+* ``ori execute_lazy, sum()``: the same run consumed by ``sum()`` in C, for
+  reference: no ``async for`` can match a C consumer, so it is no baseline;
+* ``ori execute_async``: ``async for`` inside ``asyncio.run``, input a ``range``;
 * ``ori execute_async (async input)``: the same with an async generator input;
 * ``ori execute_lazy via asyncio.to_thread``: what asyncio code can do without
   execute_async: ``await asyncio.to_thread(next, run)`` per item;
 * ``pypeln task``: ``async for`` over ``pl.task.map`` (an asyncio stage, the
   work done in the coroutine; pypeln's way to stream inside a loop).
 
-Figures: microseconds per item (median of several runs), and the ratio of
-each asyncio consumer to ``execute_lazy`` (target for execute_async: <= 1.2).
+The implementations take turns, one run each per round, so that a drift of
+the host's speed hits all of them alike; each ratio to ``execute_lazy`` is the
+median over the rounds of the ratio within a round (target for
+execute_async: <= 1.2).
 
 Run: ``python benchmarks/bench_poolchain_execute_async.py [--quick]``.
 """
@@ -24,13 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import statistics
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _harness import Row, main, measure, unavailable
+from _harness import Row, main, spread, unavailable
 
 WORKERS = 2
 WORKLOADS = {"no work": 0, "~20 us of work": 400}  # label -> loops per item
@@ -57,6 +63,13 @@ def expected(n: int) -> int:
 
 
 def ori_lazy(loops: int, n: int) -> int:
+    total = 0
+    for result in chain(loops).execute_lazy(range(n)):  # type: ignore[attr-defined]
+        total += result
+    return total
+
+
+def ori_lazy_sum(loops: int, n: int) -> int:
     return sum(chain(loops).execute_lazy(range(n)))  # type: ignore[attr-defined]
 
 
@@ -68,7 +81,7 @@ async def _numbers(n: int) -> AsyncIterator[int]:
 def ori_async(loops: int, n: int) -> int:
     async def consume() -> int:
         total = 0
-        async for result in chain(loops).execute_async(list(range(n))):  # type: ignore[attr-defined]
+        async for result in chain(loops).execute_async(range(n)):  # type: ignore[attr-defined]
             total += result
         return total
 
@@ -118,6 +131,7 @@ def pypeln_task(loops: int, n: int) -> int:
 
 IMPLEMENTATIONS: list[tuple[str, Callable[[int, int], int], str | None]] = [
     ("ori execute_lazy", ori_lazy, None),
+    ("ori execute_lazy, sum()", ori_lazy_sum, None),
     ("ori execute_async", ori_async, None),
     ("ori execute_async (async input)", ori_async_input, None),
     ("ori execute_lazy via asyncio.to_thread", ori_lazy_to_thread, None),
@@ -129,47 +143,57 @@ def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def _per_item(function: Callable[[int, int], int], loops: int, count: int) -> float:
+    """Microseconds per item of one run of *function* over *count* items."""
+    started = time.perf_counter()
+    total = function(loops, count)
+    took = time.perf_counter() - started
+    if total != expected(count):
+        raise AssertionError(f"sum {total}, expected {expected(count)}")
+    return took / count * 1e6
+
+
 def workload_rows(label: str, loops: int, quick: bool) -> list[Row]:
     n = (20_000 if quick else 200_000) if loops == 0 else (5_000 if quick else 50_000)
-    times = 3 if quick else 7
+    rounds = 3 if quick else 9
     benchmark = f"execute_async: us per item, {label}"
     note = f"{n} items, one thread stage of {WORKERS} workers"
+    present = [
+        (name, function)
+        for name, function, module in IMPLEMENTATIONS
+        if module is None or _installed(module)
+    ]
+    counts = {name: n if "to_thread" not in name else max(1, n // 20) for name, _ in present}
+    samples: dict[str, list[float]] = {name: [] for name, _ in present}
+    for _ in range(rounds):  # one run of each per round: drift hits all alike
+        for name, function in present:
+            samples[name].append(_per_item(function, loops, counts[name]))
     rows: list[Row] = []
-    per_item: dict[str, float] = {}
-    for name, function, module in IMPLEMENTATIONS:
-        if module is not None and not _installed(module):
+    for name, *_ in IMPLEMENTATIONS:
+        if name not in samples:
             rows.append(unavailable(benchmark, name, "not installed", unit="us"))
             continue
-        count = n if "to_thread" not in name else max(1, n // 20)  # 20x fewer: slow
-
-        def once(function: Callable[[int, int], int] = function, count: int = count) -> float:
-            started = time.perf_counter()
-            total = function(loops, count)
-            took = time.perf_counter() - started
-            if total != expected(count):
-                raise AssertionError(f"sum {total}, expected {expected(count)}")
-            return took / count * 1e6
-
-        extra = "" if count == n else f" ({count} items: one thread hop per item)"
-        row = measure(benchmark, name, once, times=times, unit="us", note=note + extra)
-        rows.append(row)
-        per_item[name] = row.value
-    lazy = per_item.get("ori execute_lazy")
-    if lazy:
-        for name, value in per_item.items():
-            if name == "ori execute_lazy":
-                continue
-            rows.append(
-                Row(
-                    f"execute_async: cost per item / execute_lazy's, {label}",
-                    name,
-                    value / lazy,
-                    "x",
-                    target=1.2 if name.startswith("ori execute_async") else None,
-                    note="medians of us per item",
-                    comparable=False,
-                )
+        median, low, high = spread(samples[name])
+        extra = "" if counts[name] == n else f" ({counts[name]} items: one thread hop per item)"
+        rows.append(Row(benchmark, name, median, "us", False, low, high, note=note + extra))
+    baseline = samples["ori execute_lazy"]
+    for name, values in samples.items():
+        if name == "ori execute_lazy":
+            continue
+        ratios = [value / base for value, base in zip(values, baseline, strict=True)]
+        rows.append(
+            Row(
+                f"execute_async: cost per item / execute_lazy's, {label}",
+                name,
+                statistics.median(ratios),
+                "x",
+                low=min(ratios),
+                high=max(ratios),
+                target=1.2 if name.startswith("ori execute_async") else None,
+                note=f"median of {rounds} rounds' ratios; consumers run the same loop body",
+                comparable=False,
             )
+        )
     return rows
 
 

@@ -342,6 +342,35 @@ def test_a_slow_async_source_streams_each_item() -> None:
     assert_nothing_left()
 
 
+def test_items_an_async_source_had_at_once_go_on_when_it_waits() -> None:
+    # The pump hands items to the feeder in bulk; a source that yields three
+    # items without waiting and then waits for the consumer must still get
+    # those three through (a bulk held back until the request is read would
+    # never complete here: the request is larger than three).
+    chain = PoolChain().add_threadpool(workers.double)
+
+    async def main() -> list[int]:
+        three_back = asyncio.Event()
+
+        async def source() -> AsyncIterator[int]:
+            yield 0
+            yield 1
+            yield 2
+            await three_back.wait()
+            yield 3
+
+        seen: list[int] = []
+        async for result in chain.execute_async(source()):
+            seen.append(result)
+            if len(seen) == 3:
+                three_back.set()
+        return seen
+
+    for _ in range(REPEATS):
+        assert run(main) == [0, 2, 4, 6]
+    assert_nothing_left()
+
+
 # -- backpressure ---------------------------------------------------------------------
 
 

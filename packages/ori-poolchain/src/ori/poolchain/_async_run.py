@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import queue
+import sys
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -38,7 +40,14 @@ from ._stats import ChainStats, RunStats
 from ._typing import Result
 
 _EMPTY: list[Any] = []
+ASYNC_GENERATORS_ARE_FASTER = sys.version_info < (3, 12)  # see PoolChainAsyncRun.__aiter__
 JOIN_CLOSED_SECONDS = 1.0  # a closing thread that already said it is done: at most this
+# After a wait, the waiter asks the engine to linger this long for more results
+# (see RunEngine.next_batch): waking the loop from another thread costs tens of
+# microseconds, as much as handing out a few hundred results, so a fast stream
+# should wake it once per many results, not once per small batch. A slow stream
+# pays at most this in latency.
+LINGER_SECONDS = 0.0003
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -134,6 +143,25 @@ def _shut_down(
     return thread
 
 
+async def _results(run: PoolChainAsyncRun[Result]) -> AsyncIterator[Result]:
+    """Every result of *run*, from the same batches as its ``__anext__``.
+
+    The run holds no reference to this generator (that would be a cycle: a
+    run dropped after ``break`` must be freed at once, not by the cyclic
+    garbage collector); the generator keeps the run alive while it is used.
+    """
+    while True:
+        items = run._items
+        for item in items:
+            yield item
+        if run._items is items:  # else anext(run) refilled meanwhile: take those first
+            try:
+                first = await run._refill()
+            except StopAsyncIteration:
+                return
+            yield first
+
+
 class PoolChainAsyncRun(AsyncIterator[Result]):
     """The async iterator returned by :meth:`PoolChain.execute_async`: one running chain.
 
@@ -190,8 +218,17 @@ class PoolChainAsyncRun(AsyncIterator[Result]):
         """The live counters behind :attr:`stats` (for the chain's own use)."""
         return self._engine.ctx.stats
 
-    def __aiter__(self) -> PoolChainAsyncRun[Result]:
-        """Return the run itself."""
+    def __aiter__(self) -> AsyncIterator[Result]:
+        """The run's results; shares its position with ``anext(run)``.
+
+        Up to Python 3.11 an async generator over the run's batches: there
+        ``async for`` over a native async generator costs about two thirds of
+        what a coroutine per ``__anext__`` call does. From 3.12 on it is the
+        other way round (0.127 against 0.096 us per item, measured on 3.12.1
+        and 3.13.0), so the run itself is returned.
+        """
+        if ASYNC_GENERATORS_ARE_FASTER:
+            return _results(self)
         return self
 
     async def __anext__(self) -> Result:
@@ -208,7 +245,9 @@ class PoolChainAsyncRun(AsyncIterator[Result]):
         try:
             batch = engine.next_batch(0)
             if batch is not None and not batch:
-                batch = await self._waiter.call(engine.next_batch)
+                batch = await self._waiter.call(
+                    functools.partial(engine.next_batch, None, LINGER_SECONDS)
+                )
         except asyncio.CancelledError:
             self._close_soon()
             raise

@@ -314,7 +314,7 @@ class Feeder:
                 self._reading = True
                 try:
                     if request is not None:
-                        request(take)
+                        request(room)  # read ahead: the pump fills the buffer meanwhile
                     values.extend(itertools.islice(source, take))
                 except BaseException as exc:  # raised after the results before it
                     error = exc

@@ -54,6 +54,7 @@ from ._warm import WarmPools
 
 CLOSE_SECONDS = 2.0  # how long close() waits for busy lanes before abandoning them
 HEALTH_CHECK_SECONDS = 1.0
+LINGER_ITEMS = 1024  # next_batch(linger=...) stops lingering once this many are ready
 
 
 def _build(spec: StageSpec, number: int, total: int, ctx: RunContext) -> StageRuntime:
@@ -222,32 +223,35 @@ class _Engine:
             self.close()
             raise
 
-    def next_batch(self, timeout: float | None = None) -> list[Any] | None:
+    def next_batch(self, timeout: float | None = None, linger: float = 0.0) -> list[Any] | None:
         """The next non-empty list of results, or None when the run is over.
 
         Blocks until results are ready, or with *timeout* (seconds) at most
         that long, returning an empty list if nothing was ready by then.
-        Raises the failure the policy says to
+        With *linger*, once results are ready it waits up to that long for
+        the results of items still in the chain while fewer than LINGER_ITEMS
+        are ready, then returns all of them (results stay in the run's window
+        while it lingers, so the bounds of the run hold). Raises the failure the policy says to
         raise, or the source's exception once everything before it is out.
         Any exception (KeyboardInterrupt included) closes the run first.
         """
         if self.closed:
             return None
         ready = self._ready
-        stats = self.ctx.stats
         feeder = self._feeder
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while not self.closed:  # close() may come from another thread
                 self._drain()
-                stats.tick()
+                self.ctx.stats.tick()
                 if ready:
-                    batch = ready.popleft()
-                    self._handed_out += len(batch)
-                    stats.handed_out = self._handed_out
-                    feeder.waiting = self._waiting
-                    feeder.nudge()
-                    return batch
+                    if linger > 0.0:
+                        self._linger(linger)
+                        if len(ready) > 1:
+                            batch = list(itertools.chain.from_iterable(ready))
+                            ready.clear()
+                            return self._hand_out(batch)
+                    return self._hand_out(ready.popleft())
                 if self._failure is not None:
                     raise self._raise_failure()
                 if self._exhausted and self._pulled == self._handed_out + self._skipped:
@@ -270,6 +274,36 @@ class _Engine:
         except BaseException:
             self.close()
             raise
+
+    def _hand_out(self, batch: list[Any]) -> list[Any]:
+        """Count *batch* as out of the run and tell the feeder it made room."""
+        self._handed_out += len(batch)
+        self.ctx.stats.handed_out = self._handed_out
+        feeder = self._feeder
+        feeder.waiting = self._waiting
+        feeder.nudge()
+        return batch
+
+    def _linger(self, seconds: float) -> None:
+        """Accept more results for up to *seconds* while few are ready (see next_batch)."""
+        ready = self._ready
+        until = time.monotonic() + seconds
+        get = self.ctx.out_queue.get
+        while (count := sum(map(len, ready))) < LINGER_ITEMS and self._failure is None:
+            left = until - time.monotonic()
+            if left <= 0 or self.closed:
+                return
+            # Only results of items already in the chain are worth waiting for:
+            # nothing new enters while nothing is handed out (the window is
+            # full, or an input in memory waits for this thread's nudge).
+            in_flight = self.ctx.stats.pulled - self._handed_out - self._skipped
+            if in_flight <= count + self._waiting:
+                return
+            try:
+                message = get(timeout=left)
+            except queue.Empty:
+                return
+            self._accept(message)
 
     def _drain(self) -> None:
         """Accept everything already in the output queue, without blocking."""
@@ -454,7 +488,7 @@ class RunEngine(Protocol):
     closed: bool
     stages: list[StageRuntime]
 
-    def next_batch(self, timeout: float | None = None) -> list[Any] | None: ...
+    def next_batch(self, timeout: float | None = None, linger: float = 0.0) -> list[Any] | None: ...
 
     def close(self) -> None: ...
 

@@ -164,7 +164,7 @@ class _Output:
             out.append((origin, carried))
         return out
 
-    def pull(self, timeout: float | None) -> list[Pair] | None:
+    def pull(self, timeout: float | None, linger: float = 0.0) -> list[Pair] | None:
         """The next pairs; [] if *timeout* ran out first; None at the end."""
         error = self._error
         if error is not None:
@@ -177,7 +177,7 @@ class _Output:
             if self._passing:  # look again soon whether their turn came
                 wait = PASSING_POLL_SECONDS if wait is None else min(wait, PASSING_POLL_SECONDS)
             try:
-                batch = engine.next_batch(wait)
+                batch = engine.next_batch(wait, linger)
             except Exception as exc:
                 # Failures set aside before the one raised go first (all of
                 # them before a source exception, which comes after everything).
@@ -574,13 +574,17 @@ class SegmentedEngine:
             stage for engine in closer.engines for stage in engine.stages
         ]
 
-    def next_batch(self, timeout: float | None = None) -> list[Any] | None:
-        """The next non-empty list of results, None at the end ([] if *timeout* ran out)."""
+    def next_batch(self, timeout: float | None = None, linger: float = 0.0) -> list[Any] | None:
+        """The next non-empty list of results, None at the end ([] if *timeout* ran out).
+
+        *linger* as for the one-engine run (the last segment's engine lingers;
+        a chain that ends with an operator hands out what that operator made).
+        """
         if self.closed:
             return None
         try:
             if self._tail is None:
-                pairs = self._last.pull(timeout)
+                pairs = self._last.pull(timeout, linger)
                 if pairs is None:
                     self.close()
                     return None
