@@ -4,6 +4,11 @@
 whatever peers this environment has: a missing peer must give rows that say "not
 installed", never a crash. The machinery that keeps a hanging module or peer from
 hanging the suite is tested on purpose-built hangs.
+
+These test the repository's tooling, not Ori on the interpreter at hand, so they
+are marked ``tooling``: tox runs them in its py311 environment only (tox.ini).
+The cpupool tests are the exception: what they check depends on the interpreter
+(free-threaded or not), so every environment runs them.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ def installed(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
+@pytest.mark.tooling
 @pytest.mark.slow
 def test_quick_run_prints_the_table_and_writes_results_and_charts(tmp_path: Path) -> None:
     started = time.monotonic()
@@ -145,6 +151,7 @@ def test_quick_run_prints_the_table_and_writes_results_and_charts(tmp_path: Path
         assert "pip install -r benchmarks/requirements.txt" in done.stderr
 
 
+@pytest.mark.tooling
 def test_discovery_runs_peers_first_and_the_original_last(
     runner: ModuleType, tmp_path: Path
 ) -> None:
@@ -155,6 +162,7 @@ def test_discovery_runs_peers_first_and_the_original_last(
     assert "peers" in runner.discover()
 
 
+@pytest.mark.tooling
 def test_a_hanging_module_is_killed_with_everything_it_started(
     runner: ModuleType, tmp_path: Path
 ) -> None:
@@ -179,6 +187,7 @@ def test_a_hanging_module_is_killed_with_everything_it_started(
     # The no_leaks fixture then checks that the grandchild is gone too.
 
 
+@pytest.mark.tooling
 def test_a_hanging_module_stops_the_sessions_it_started(runner: ModuleType, tmp_path: Path) -> None:
     """Like bench_peers: children in sessions of their own are not in the module's group."""
     (tmp_path / "bench_nested.py").write_text(
@@ -204,6 +213,7 @@ def test_a_hanging_module_stops_the_sessions_it_started(runner: ModuleType, tmp_
     # The no_leaks fixture then checks that the child in its own session is gone.
 
 
+@pytest.mark.tooling
 def test_a_crashing_module_is_reported_not_fatal(runner: ModuleType, tmp_path: Path) -> None:
     (tmp_path / "bench_crash.py").write_text("def run(quick):\n    raise RuntimeError('boom')\n")
     rows, failure = runner.run_module("crash", quick=True, timeout=60, directory=tmp_path)
@@ -212,6 +222,7 @@ def test_a_crashing_module_is_reported_not_fatal(runner: ModuleType, tmp_path: P
     assert "exit code 1" in failure
 
 
+@pytest.mark.tooling
 def test_rows_travel_back_from_the_child(runner: ModuleType, tmp_path: Path) -> None:
     (tmp_path / "bench_fine.py").write_text(
         textwrap.dedent(
@@ -238,6 +249,7 @@ def test_rows_travel_back_from_the_child(runner: ModuleType, tmp_path: Path) -> 
     assert rows[2].extra == {"quick": True}
 
 
+@pytest.mark.tooling
 def test_report_tables_rank_measured_rows_and_explain_missing_ones(report: ModuleType) -> None:
     harness = sys.modules["_harness"]  # the one run.py imported
     rows = [
@@ -273,6 +285,7 @@ def test_report_tables_rank_measured_rows_and_explain_missing_ones(report: Modul
     )
 
 
+@pytest.mark.tooling
 def test_readme_block_is_replaced_only_between_markers(report: ModuleType, tmp_path: Path) -> None:
     readme = tmp_path / "README.md"
     readme.write_text(
@@ -290,6 +303,7 @@ def test_readme_block_is_replaced_only_between_markers(report: ModuleType, tmp_p
     assert plain.read_text(encoding="utf-8") == "no markers\n"
 
 
+@pytest.mark.tooling
 def test_results_page_links_charts_only_when_it_has_them(
     runner: ModuleType, report: ModuleType
 ) -> None:
@@ -325,6 +339,7 @@ def test_results_page_links_charts_only_when_it_has_them(
     assert "| **Ori** | 300 items/s |" in tables_only
 
 
+@pytest.mark.tooling
 def test_a_peer_that_hangs_in_teardown_is_reported_and_killed() -> None:
     """ProcessPoolExecutor with a stuck item: map's timeout fires, then shutdown hangs."""
     peers = load(BENCHMARKS / "bench_peers.py", "ori_benchmarks_peers")
@@ -348,6 +363,7 @@ def test_a_peer_that_hangs_in_teardown_is_reported_and_killed() -> None:
     assert row.note.startswith("hung: no end after 3 s")
 
 
+@pytest.mark.tooling
 def test_the_original_venv_reports_why_it_is_missing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -365,6 +381,7 @@ def test_the_original_venv_reports_why_it_is_missing(
     assert reason.startswith("could not create its venv")
 
 
+@pytest.mark.tooling
 def test_machine_load_shares_and_descriptions() -> None:
     load_module = load(BENCHMARKS / "_machine_load.py", "ori_benchmarks_machine_load")
     times = load_module.CpuTimes
@@ -397,6 +414,7 @@ def by_benchmark(rows: list[object]) -> dict[str, list[object]]:
     return groups
 
 
+@pytest.mark.tooling
 @pytest.mark.slow
 def test_start_methods_quick_has_every_method_and_its_ratio_to_fork(runner: ModuleType) -> None:
     rows, failure = runner.run_module("start_methods", quick=True, timeout=150)
@@ -427,6 +445,7 @@ def test_start_methods_quick_has_every_method_and_its_ratio_to_fork(runner: Modu
     assert "crashes per run" in groups[replacement][0].note
 
 
+@pytest.mark.tooling
 @pytest.mark.slow
 def test_fork_regression_quick_compares_the_baseline_with_this_tree(
     runner: ModuleType, tmp_path: Path

@@ -132,6 +132,29 @@ def test_ci_runs_the_suite_on_free_threaded_python() -> None:
     assert "{env:ORI_PYTHON313T:" in tox["testenv:py313t"]["base_python"]
 
 
+def test_tests_of_the_tooling_run_in_exactly_one_tox_environment() -> None:
+    # Tests marked `tooling` (benchmark harness, built distributions) are left
+    # out of every environment but py311, which CI always has (.ci/run puts
+    # 3.11 first and makes a missing interpreter fail the run).
+    tox = configparser.ConfigParser(interpolation=None)
+    tox.read(ROOT / "tox.ini")
+    envs = [env.strip() for env in tox["tox"]["envlist"].split(",")]
+    assert "py311" in envs
+    assert tox["testenv"]["commands"].strip() == 'python -m pytest -m "not tooling" {posargs}'
+    assert tox["testenv:py311"]["commands"].strip() == "python -m pytest {posargs}"
+    for env in envs:
+        if env.startswith("py") and env != "py311" and tox.has_section(f"testenv:{env}"):
+            assert "commands" not in tox[f"testenv:{env}"], f"{env}: the default commands"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "[[ $v == 3.11.* ]] && ordered+=" in ci
+    marked = [
+        path.name
+        for path in sorted((ROOT / "tests").glob("test_*.py"))
+        if path.name != Path(__file__).name and "pytest.mark.tooling" in path.read_text()
+    ]
+    assert marked == ["test_benchmarks_smoke.py", "test_packaging.py"]
+
+
 def test_readme_quick_start_has_exactly_two_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     quick_start = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]

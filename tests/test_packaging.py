@@ -1,4 +1,8 @@
-"""Build every distribution for real and install pieces of Ori into fresh venvs."""
+"""Build every distribution for real and install pieces of Ori into fresh venvs.
+
+Marked ``tooling``: the distributions are the same whichever interpreter builds
+them, so tox builds and checks them in its py311 environment only (tox.ini).
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from release_metadata import PACKAGE_DIRS, ROOT, module_name
 from release_metadata import dist_name as _dist_name
 from release_metadata import version as _version
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.tooling]
 
 
 @pytest.fixture(scope="session")
