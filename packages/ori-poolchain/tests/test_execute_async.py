@@ -371,6 +371,19 @@ def test_items_an_async_source_had_at_once_go_on_when_it_waits() -> None:
     assert_nothing_left()
 
 
+@pytest.mark.parametrize("window", [1, 3, 7, None])
+def test_an_async_source_read_ahead_in_bulks_keeps_every_item_in_order(window: int | None) -> None:
+    # The feeder asks for as much as the window allows and takes slices of
+    # what arrived: whole bulks, parts of one, one item at a time at window 1.
+    chain = PoolChain().add_threadpool(workers.double, max_workers=2)
+
+    async def main() -> list[int]:
+        return await collect(chain.execute_async(numbers(500), max_in_flight=window))
+
+    assert run(main) == [2 * i for i in range(500)]
+    assert_nothing_left()
+
+
 # -- backpressure ---------------------------------------------------------------------
 
 

@@ -64,6 +64,27 @@ class AsyncInput(RequestedSource):
             self._owed += need
         self._wake_pump()
 
+    def read_into(self, values: list[Any], count: int) -> None:
+        """Append up to *count* items to *values*: whole bulks at once, waiting only for none."""
+        got = 0
+        while got < count:
+            taken = self._taken
+            if taken and not self._closed:
+                if len(taken) <= count - got:
+                    got += len(taken)
+                    values.extend(taken)
+                    taken.clear()
+                else:
+                    for _ in range(count - got):
+                        values.append(taken.popleft())
+                    got = count
+                continue
+            try:
+                values.append(next(self))  # takes the next bulk, or waits for one
+            except StopIteration:
+                return
+            got += 1
+
     def __next__(self) -> Any:
         # Items are taken from the shared buffer all at once, under the lock,
         # then handed out from the feeder's own deque without it.

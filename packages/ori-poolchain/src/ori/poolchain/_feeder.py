@@ -106,6 +106,15 @@ class RequestedSource(Iterator[Any]):
         """The next slice may take *count* items (feeder thread; never blocks)."""
         raise NotImplementedError
 
+    def read_into(self, values: list[Any], count: int) -> None:
+        """Append up to *count* items to *values* as they come, as ``extend(islice())`` would.
+
+        Items go in as they arrive (a slice whose source blocks is flushed from
+        *values* by the consumer meanwhile); fewer only at the end of the
+        source; its exception is raised after the items before it.
+        """
+        values.extend(itertools.islice(self, count))
+
 
 def _close_generator(source: Iterator[Any]) -> None:
     """Close a generator the run no longer reads (a no-op once it is exhausted).
@@ -298,6 +307,7 @@ class Feeder:
         clock = time.perf_counter
         lock = self._lock
         request = source.request if isinstance(source, RequestedSource) else None
+        read_into = source.read_into if isinstance(source, RequestedSource) else None
         error: BaseException | None = None
         try:
             while not (self._stopped or ctx.stopping):
@@ -313,9 +323,11 @@ class Feeder:
                     self._slice_began = began = clock()
                 self._reading = True
                 try:
-                    if request is not None:
-                        request(room)  # read ahead: the pump fills the buffer meanwhile
-                    values.extend(itertools.islice(source, take))
+                    if request is not None and read_into is not None:
+                        request(room)  # read ahead: the source fills its buffer meanwhile
+                        read_into(values, take)
+                    else:
+                        values.extend(itertools.islice(source, take))
                 except BaseException as exc:  # raised after the results before it
                     error = exc
                 finally:
@@ -337,7 +349,7 @@ class Feeder:
             ctx.fail(self._stages[0].label, exc)
         finally:
             _close_generator(source)
-            del source, error, request
+            del source, error, request, read_into
 
     def _send(self, values: list[Any]) -> None:
         """Give items read from the source to the first stage (lock held)."""
