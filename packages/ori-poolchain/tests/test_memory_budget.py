@@ -273,3 +273,34 @@ def test_peak_bytes_of_a_finished_run_and_the_report() -> None:
     assert stats.bytes_in_flight == 0  # nothing is in flight after the end
     assert "peak " in stats.report()
     assert "(max_memory 8 MiB)" in stats.report()
+
+
+def test_one_thread_at_a_time_weighs_an_input_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An input in memory is read by the consumer (nudge) and by the feeder
+    # thread when nobody consumes; both update the running size averages, which
+    # two threads at once could corrupt (a division by zero ended a run on
+    # free-threaded 3.13). A slowed-down update makes any overlap show.
+    from ori.poolchain import _feeder
+
+    update = _feeder._Point.update
+    inside = 0
+    overlaps = 0
+    guard = threading.Lock()
+
+    def slow_update(point: object, items: int, nbytes: int) -> None:
+        nonlocal inside, overlaps
+        with guard:
+            inside += 1
+            overlaps += inside > 1
+        try:
+            time.sleep(0.0005)
+            update(point, items, nbytes)  # type: ignore[arg-type]
+        finally:
+            with guard:
+                inside -= 1
+
+    monkeypatch.setattr(_feeder._Point, "update", slow_update)
+    chain = PoolChain().add_threadpool(mw.sleepy_identity, max_workers=3)
+    for _ in range(3):
+        assert chain.execute_eager(list(range(60)), max_in_flight=6) == list(range(60))
+    assert overlaps == 0

@@ -230,3 +230,22 @@ def test_interpreter_exit_with_an_open_run_does_not_hang(tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["0", "2"]
     assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize("operators", [False, True])
+def test_close_from_another_thread_drops_the_rest_of_the_batch_being_handed_out(
+    operators: bool,
+) -> None:
+    # Chunks of 10 from the process stage: results come out 10 to a batch, so
+    # after the first one is taken, nine of its batch are still to be handed out.
+    chain = PoolChain().add_processpool(workers.identity, max_workers=2, chunksize=10)
+    if operators:
+        chain.filter(lambda x: True)  # a trailing operator: the segmented engine
+    for _ in range(3):
+        run = chain.execute_lazy(range(50))
+        assert next(run) == 0
+        closer = threading.Thread(target=run.close)
+        closer.start()
+        closer.join()
+        assert list(run) == []  # "results not yet taken are dropped"
+    workers.wait_for_no_run_threads()

@@ -391,7 +391,14 @@ class Feeder:
         self._wakeup.clear()
         self._asleep = True  # the consumer sees this, or we see its room below
         try:
-            room = self._inline_take() if self.inline else self._room()
+            if self.inline:
+                # Under the lock, as in the consumer's nudge(): both weigh the
+                # items (_room -> _weigh), and two threads updating one size
+                # average at once could divide by zero.
+                with self._lock:
+                    room = self._inline_take()
+            else:
+                room = self._room()
             if room <= 0 and not (self._stopped or self._ctx.stopping):
                 young = time.perf_counter() - self._ctx.stats.started < PROBE_FAST_SECONDS
                 fast = self._probing and young

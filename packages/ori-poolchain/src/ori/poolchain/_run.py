@@ -188,6 +188,7 @@ class _Engine:
         self._next_index = 0  # ordered: the next index to move to _ready
         self._pulled = 0  # items the input had, once it ended (SourceEnd)
         self._handed_out = 0  # items in batches returned by next_batch()
+        self._out: list[Any] | None = None  # the last batch returned (see close)
         self._skipped = 0  # items dropped by on_error="skip"
         self._exhausted = False
         self._source_error: BaseException | None = None
@@ -277,6 +278,7 @@ class _Engine:
 
     def _hand_out(self, batch: list[Any]) -> list[Any]:
         """Count *batch* as out of the run and tell the feeder it made room."""
+        self._out = batch
         self._handed_out += len(batch)
         self.ctx.stats.handed_out = self._handed_out
         feeder = self._feeder
@@ -473,6 +475,13 @@ class _Engine:
 
     def close(self) -> None:
         self.closed = True
+        # Results of the last batch not yet taken are dropped: the caller's
+        # iterator (itertools.chain, or the async run's) may be inside that
+        # list when another thread closes the run, and an emptied list ends
+        # it at no cost per item. A run that ends by itself has used it up.
+        out, self._out = self._out, None
+        if out is not None:
+            out.clear()
         self._ready.clear()
         self._pending.clear()
         self._ranges.clear()

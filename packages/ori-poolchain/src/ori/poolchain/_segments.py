@@ -505,6 +505,7 @@ class SegmentedEngine:
         runs: list[OperatorRun] = []
         self.closed = False
         self._handed_out = 0
+        self._out: list[Any] | None = None  # the last batch returned (see close)
         self._tail_error: BaseException | None = None
         self._tail_clock = Clock()
         policy = options.on_error
@@ -597,6 +598,7 @@ class SegmentedEngine:
                 values = tail_values
             self._handed_out += len(values)
             self.ctx.stats.handed_out = self._handed_out
+            self._out = values
             return values
         except BaseException:
             self.close()
@@ -635,6 +637,9 @@ class SegmentedEngine:
     def close(self) -> None:
         """Stop every segment and everything it started; idempotent, any thread."""
         self.closed = True
+        out, self._out = self._out, None
+        if out is not None:
+            out.clear()  # results not yet taken are dropped (see _Engine.close)
         self._closer.close()
         self._finalizer.detach()
 
