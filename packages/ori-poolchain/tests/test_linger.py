@@ -23,11 +23,14 @@ def engine_of(run: Any) -> Any:
 
 
 def drain(engine: Any, linger: float) -> tuple[list[list[Any]], BaseException | None]:
-    """Every batch next_batch(linger=...) hands out, and the exception that ended them."""
+    """Every batch next_batch(linger=...) hands out, and the exception that ended them.
+
+    Copies: an engine empties the last list it handed out when it closes.
+    """
     batches: list[list[Any]] = []
     try:
         while (batch := engine.next_batch(None, linger)) is not None:
-            batches.append(batch)
+            batches.append(list(batch))
     except Exception as exc:
         return batches, exc
     return batches, None
