@@ -415,6 +415,12 @@ class _Pool:
         dead = [p for p in processes if p.sentinel in ready]
         for process in dead:
             process.join(1.0)  # reaps it, so that exitcode is known
+        # The executor's thread may reap a dead worker at the same moment: our
+        # waitpid() then fails and join() returns with no exit code until the
+        # other thread has stored it (a moment later).
+        settled = time.monotonic() + 1.0
+        while any(p.exitcode is None for p in dead) and time.monotonic() < settled:
+            time.sleep(0.005)
         started: set[int] = set()
         while not self.started.empty():
             started.add(self.started.get())
