@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import statistics
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -205,14 +204,15 @@ def workload_rows(label: str, loops: int, quick: bool) -> list[Row]:
             continue
         baseline = samples[base_name]
         ratios = [value / base for value, base in zip(values, baseline, strict=True)]
+        median, low, high = spread(ratios)
         rows.append(
             Row(
                 f"execute_async: cost per item / execute_lazy's, {label}",
                 name,
-                statistics.median(ratios),
+                median,
                 "x",
-                low=min(ratios),
-                high=max(ratios),
+                low=low,
+                high=high,
                 target=1.2 if name.startswith("ori execute_async") else None,
                 note=(
                     f"against {base_name}; median of {rounds} rounds' ratios; "

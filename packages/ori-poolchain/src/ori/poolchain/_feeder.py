@@ -306,8 +306,7 @@ class Feeder:
         pace.size = MAX_SLICE  # until the source proves slow, slices are the first stage's
         clock = time.perf_counter
         lock = self._lock
-        request = source.request if isinstance(source, RequestedSource) else None
-        read_into = source.read_into if isinstance(source, RequestedSource) else None
+        requested = source if isinstance(source, RequestedSource) else None
         error: BaseException | None = None
         try:
             while not (self._stopped or ctx.stopping):
@@ -323,9 +322,9 @@ class Feeder:
                     self._slice_began = began = clock()
                 self._reading = True
                 try:
-                    if request is not None and read_into is not None:
-                        request(room)  # read ahead: the source fills its buffer meanwhile
-                        read_into(values, take)
+                    if requested is not None:
+                        requested.request(room)  # read ahead: it fills its buffer meanwhile
+                        requested.read_into(values, take)
                     else:
                         values.extend(itertools.islice(source, take))
                 except BaseException as exc:  # raised after the results before it
@@ -349,7 +348,7 @@ class Feeder:
             ctx.fail(self._stages[0].label, exc)
         finally:
             _close_generator(source)
-            del source, error, request, read_into
+            del source, error, requested
 
     def _send(self, values: list[Any]) -> None:
         """Give items read from the source to the first stage (lock held)."""

@@ -232,8 +232,9 @@ class _Engine:
         With *linger*, once results are ready it waits up to that long for
         the results of items still in the chain while fewer than LINGER_ITEMS
         are ready, then returns all of them (results stay in the run's window
-        while it lingers, so the bounds of the run hold). Raises the failure the policy says to
-        raise, or the source's exception once everything before it is out.
+        while it lingers, so the bounds of the run hold). Raises the failure
+        the policy says to raise, or the source's exception once everything
+        before it is out.
         Any exception (KeyboardInterrupt included) closes the run first.
         """
         if self.closed:
