@@ -12,7 +12,6 @@ import itertools
 import os
 import signal
 import sys
-import sysconfig
 import textwrap
 import threading
 import time
@@ -28,6 +27,7 @@ from poolchain_children import ready_child
 
 from ori.errors import OriTimeoutError, OriValidationError
 from ori.poolchain import PoolChain
+from ori.poolchain._compat import gil_enabled
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("distributed") is None,
@@ -77,8 +77,8 @@ def client(distributed: Any) -> Iterator[Any]:
         assert done.wait(30)
         client.cancel([client.submit(sw.nap, 1, pure=False)])
         del future
-        if sysconfig.get_config_var("Py_GIL_DISABLED"):
-            gil = client.run(sys._is_gil_enabled)
+        if not gil_enabled():
+            gil = client.run(gil_enabled)
             assert all(gil.values()), f"dask workers without the GIL: {gil}"
         yield client
     finally:
@@ -99,7 +99,7 @@ def dask_workers_keep_the_gil() -> Iterator[None]:
     (the client, the lanes, the reorder buffer) still runs here with the GIL off,
     which is what these tests are for. Elsewhere this does nothing.
     """
-    if not sysconfig.get_config_var("Py_GIL_DISABLED"):
+    if gil_enabled():
         yield
         return
     import dask
